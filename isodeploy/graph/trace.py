@@ -1,0 +1,85 @@
+"""torch.export front end: one exported graph with every node mapped to its module and parameters.
+
+Export settings follow DESIGN.md §2b: eval mode, non-strict, default IR (linear and SDPA stay single
+ops), static shapes, example batch ≥ 2 so that the batch dim is not specialised to 1.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+from torch import fx, nn
+
+from isodeploy.errors import IsodeployError
+
+
+@dataclass
+class TracedGraph:
+    """An exported program plus the lookups the grouper needs."""
+
+    exported: torch.export.ExportedProgram
+    #: placeholder node name → qualified parameter or buffer name ("blocks.0.attn.qkv.weight")
+    state_of: dict[str, str]
+    #: qualified names that are parameters (the rest of ``state_of`` values are buffers)
+    parameters: set[str]
+    user_inputs: list[str]
+    constants: set[str] = field(default_factory=set)
+
+    @property
+    def graph(self) -> fx.Graph:
+        return self.exported.graph
+
+    def module_of(self, node: fx.Node) -> str:
+        """The innermost module path a node was traced in ("" for the root)."""
+        stack = node.meta.get("nn_module_stack") or {}
+        if not stack:
+            return ""
+        path = list(stack.values())[-1][0]
+        # Paths look like "L['self'].blocks[0].attn" in some torch versions; normalise to dotted form.
+        return _normalise_path(path)
+
+    def module_type_of(self, node: fx.Node) -> str:
+        stack = node.meta.get("nn_module_stack") or {}
+        if not stack:
+            return ""
+        typ = list(stack.values())[-1][1]
+        return typ.__name__ if isinstance(typ, type) else str(typ).rsplit(".", 1)[-1].strip("'>")
+
+
+def _normalise_path(path: str) -> str:
+    path = path.replace("L['self'].", "").replace("L['self']", "")
+    out = []
+    for part in path.replace("[", ".").replace("]", "").split("."):
+        if part and part != "self":
+            out.append(part.strip("'\""))
+    return ".".join(out)
+
+
+def trace(model: nn.Module, example: torch.Tensor, name: str = "model") -> TracedGraph:
+    """Export ``model`` on ``example`` (batch ≥ 2); a failure becomes one clear line naming the model."""
+    if example.shape[0] < 2:
+        raise ValueError("trace needs an example batch of at least 2: torch.export specialises size-1 dims")
+    was_training = model.training
+    model.eval()
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            exported = torch.export.export(model, (example,), strict=False)
+    except Exception as exc:  # export raises many internal exception types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise IsodeployError(f"model '{name}' failed to export with torch.export ({type(exc).__name__}: {first[:200]})") from exc
+    finally:
+        model.train(was_training)
+    sig = exported.graph_signature
+    state_of = dict(sig.inputs_to_parameters)
+    state_of.update(sig.inputs_to_buffers)
+    constants = set(getattr(sig, "inputs_to_lifted_tensor_constants", {}) or {})
+    return TracedGraph(
+        exported=exported,
+        state_of=state_of,
+        parameters=set(sig.inputs_to_parameters.values()),
+        user_inputs=list(sig.user_inputs),
+        constants=constants,
+    )

@@ -1,0 +1,216 @@
+"""Resolve a ``MODEL`` argument and create the model: alias, timm name or isodeploy folder.
+
+One public entry point, :func:`load_model`, in the spirit of ``timm.create_model``: every command
+that takes a model goes through it, so aliases, weights and ``--img-size`` behave the same everywhere.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from isodeploy.errors import IsodeployError
+from isodeploy.presets_store import Alias, load_presets
+
+SPEC_FILE = "isodeploy.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+@dataclass
+class ModelRef:
+    """What a ``MODEL`` argument names, before anything is built."""
+
+    query: str
+    timm_name: str
+    alias: Alias | None = None
+    folder: Path | None = None
+
+
+@dataclass
+class LoadedModel:
+    """A ready model in eval mode plus what later stages need to know about it."""
+
+    model: nn.Module
+    timm_name: str
+    input_size: tuple[int, int, int]
+    weights: str  # "pretrained", "random", a file path, or "folder:<path>"
+    alias: Alias | None = None
+    folder: Path | None = None
+    create_kwargs: dict[str, Any] = field(default_factory=dict)
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+    num_classes: int = 1000
+
+    def example_input(self, batch: int = 2) -> torch.Tensor:
+        """A random input of the model's size; batch 2 by default because export specialises size-1 dims."""
+        return torch.randn(batch, *self.input_size)
+
+
+def resolve(query: str) -> ModelRef:
+    """Turn a ``MODEL`` string into a :class:`ModelRef`, or fail with close-match suggestions."""
+    import timm
+
+    path = Path(query)
+    if path.is_dir():
+        if (path / SPEC_FILE).is_file():
+            from isodeploy.prune.spec import read_spec_source  # noqa: PLC0415 - folders need the spec module
+
+            return ModelRef(query=query, timm_name=read_spec_source(path), folder=path)
+        raise IsodeployError(f"'{query}' is a folder but holds no {SPEC_FILE}; pass an isodeploy output folder")
+    aliases, _ = load_presets()
+    if query in aliases:
+        return ModelRef(query=query, timm_name=aliases[query].timm, alias=aliases[query])
+    if timm.is_model(query):
+        return ModelRef(query=query, timm_name=query)
+    candidates = list(aliases) + timm.list_models()
+    close = difflib.get_close_matches(query, candidates, n=3, cutoff=0.6)
+    hint = f" Did you mean: {', '.join(close)}?" if close else " Run 'isodeploy presets' for aliases or see timm.list_models()."
+    raise IsodeployError(f"unknown model '{query}'.{hint}")
+
+
+def _create(timm_name: str, pretrained: bool, img_size: int | None, extra: dict[str, Any]) -> tuple[nn.Module, dict]:
+    """Create a timm model, passing ``img_size`` only to models that take it."""
+    import timm
+
+    kwargs = dict(extra)
+    if img_size is not None:
+        kwargs["img_size"] = img_size
+    try:
+        return timm.create_model(timm_name, pretrained=pretrained, **kwargs), kwargs
+    except TypeError as exc:
+        if img_size is None or "img_size" not in str(exc):
+            raise
+    # Fully convolutional models take no img_size argument: they accept any size at run time.
+    kwargs.pop("img_size")
+    return timm.create_model(timm_name, pretrained=pretrained, **kwargs), kwargs
+
+
+def _offline_error(timm_name: str, exc: Exception) -> IsodeployError:
+    return IsodeployError(
+        f"could not download pretrained weights for '{timm_name}' ({type(exc).__name__}); "
+        "offline, use '--weights random' (random init) or '--weights PATH' (a local .safetensors/.pth file)"
+    )
+
+
+def _hub_reachable(timeout_s: float = 3.0) -> bool:
+    """Whether the model hub's host resolves; offline machines fail fast instead of retrying for a minute.
+
+    ``HF_HUB_OFFLINE=1`` skips the check so that timm can use a local hub cache.
+    """
+    import os
+    import socket
+    import threading
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return True
+    host = os.environ.get("HF_ENDPOINT", "https://huggingface.co").split("://")[-1].split("/")[0]
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            socket.getaddrinfo(host, 443)
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    return bool(result and result[0])
+
+
+def load_state_file(path: Path) -> dict[str, torch.Tensor]:
+    """Read a weights file with safetensors or ``torch.load(weights_only=True)``; never unpickle code."""
+    if not path.is_file():
+        raise IsodeployError(f"weights file '{path}' does not exist")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt files raise many different types
+        raise IsodeployError(f"weights file '{path}' could not be read ({type(exc).__name__}: {str(exc)[:120]})") from exc
+    for key in ("state_dict", "model", "model_state", "module"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise IsodeployError(f"weights file '{path}' does not hold a state dict")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def apply_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``state`` strictly, naming the first missing, unexpected or mis-shaped key."""
+    own = model.state_dict()
+    for key, value in own.items():
+        if key not in state:
+            raise IsodeployError(f"weights '{source}' lack key '{key}' (the file is for another model?)")
+        if tuple(state[key].shape) != tuple(value.shape):
+            raise IsodeployError(
+                f"weights '{source}': key '{key}' has shape {tuple(state[key].shape)}, the model expects {tuple(value.shape)}"
+            )
+    extra = [k for k in state if k not in own]
+    if extra:
+        raise IsodeployError(f"weights '{source}' have unexpected key '{extra[0]}' (the file is for another model?)")
+    model.load_state_dict(state, strict=True)
+
+
+def load_model(
+    query: str,
+    weights: str = "pretrained",
+    img_size: int | None = None,
+    **create_kwargs: Any,
+) -> LoadedModel:
+    """Resolve ``query`` and build the model in eval mode.
+
+    ``weights`` is ``pretrained`` (timm's hub download), ``random`` or a path to a weights file.
+    ``create_kwargs`` go to ``timm.create_model`` (tests use them to make tiny variants).
+    """
+    ref = resolve(query)
+    if ref.folder is not None:
+        from isodeploy.prune.spec import load_folder  # noqa: PLC0415
+
+        return load_folder(ref.folder)
+    if weights not in ("pretrained", "random") and not Path(weights).exists():
+        raise IsodeployError(f"--weights must be 'pretrained', 'random' or an existing file; '{weights}' is none of these")
+    pretrained = weights == "pretrained"
+    if pretrained and not _hub_reachable():
+        raise _offline_error(ref.timm_name, ConnectionError("model hub unreachable"))
+    try:
+        model, used_kwargs = _create(ref.timm_name, pretrained, img_size, create_kwargs)
+    except IsodeployError:
+        raise
+    except (OSError, RuntimeError, ValueError) as exc:
+        text = f"{type(exc).__name__}: {exc}"
+        if pretrained and any(s in text.lower() for s in ("connect", "resolve", "offline", "hub", "http", "urlopen", "network")):
+            raise _offline_error(ref.timm_name, exc) from exc
+        if img_size is not None:
+            raise IsodeployError(f"model '{ref.timm_name}' can't take --img-size {img_size}: {str(exc)[:160]}") from exc
+        raise IsodeployError(f"could not create '{ref.timm_name}': {str(exc)[:200]}") from exc
+    except Exception as exc:  # hub clients raise their own exception classes when offline
+        if pretrained:
+            raise _offline_error(ref.timm_name, exc) from exc
+        raise
+    if weights not in ("pretrained", "random"):
+        apply_state(model, load_state_file(Path(weights)), weights)
+    model.eval()
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    channels, height, width = cfg.get("input_size", (3, 224, 224))
+    if img_size is not None:
+        height = width = img_size
+    return LoadedModel(
+        model=model,
+        timm_name=ref.timm_name,
+        input_size=(channels, height, width),
+        weights=weights,
+        alias=ref.alias,
+        create_kwargs=used_kwargs,
+        mean=tuple(cfg.get("mean", (0.485, 0.456, 0.406))),
+        std=tuple(cfg.get("std", (0.229, 0.224, 0.225))),
+        num_classes=getattr(model, "num_classes", 1000),
+    )

@@ -1,0 +1,1 @@
+"""Presets: model aliases and pruning recipes (TOML). Installed as ``isodeploy.presets``."""
