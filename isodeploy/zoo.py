@@ -19,6 +19,7 @@ from isodeploy.presets_store import Alias, load_presets
 
 SPEC_FILE = "isodeploy.json"
 WEIGHTS_FILE = "model.safetensors"
+RANDOM_WEIGHTS_SEED = 0
 
 
 @dataclass
@@ -181,6 +182,10 @@ def load_model(
     pretrained = weights == "pretrained"
     if pretrained and not _hub_reachable():
         raise _offline_error(ref.timm_name, ConnectionError("model hub unreachable"))
+    if weights == "random":
+        # Deterministic "random": two commands given the same model and --weights random build the
+        # same weights, so `export` then `verify --reference` compare like with like.
+        torch.manual_seed(RANDOM_WEIGHTS_SEED)
     try:
         model, used_kwargs = _create(ref.timm_name, pretrained, img_size, create_kwargs)
     except IsodeployError:
