@@ -1,0 +1,151 @@
+"""Walk the exported graph once and apply the per-op channel rules (``rules.py``) to every node.
+
+The result, :class:`Propagation`, holds for every node the factor lists of its output dims, for every
+parameter/buffer its dims, and the record of what was frozen and why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import fx
+
+from isodeploy.graph.atoms import AlignmentError, AtomTable
+from isodeploy.graph.trace import TracedGraph
+
+Dims = list[list[int]]  # one product list of atoms per tensor dim
+
+
+@dataclass
+class FreezeEvent:
+    """An op froze some channel dims: which op, at which module, why."""
+
+    op: str
+    module: str
+    reason: str
+    atoms: list[int]
+    unsupported: bool
+
+
+@dataclass
+class ConvInfo:
+    """What pruning must know to update a conv's ``groups`` after slicing."""
+
+    weight: str
+    groups: int
+    group_atom: int | None  # the atom that counts groups, when groups > 1
+
+
+@dataclass
+class AttentionInfo:
+    """Heads and head-dim atoms of one attention op, keyed by its module path."""
+
+    module: str
+    heads: list[int]
+    head_dim: list[int]
+    value_dim: list[int]
+
+
+@dataclass
+class Propagation:
+    traced: TracedGraph
+    atoms: AtomTable
+    dims: dict[fx.Node, Any] = field(default_factory=dict)
+    state_dims: dict[str, Dims] = field(default_factory=dict)  # "blocks.0.fc1.weight" → dims
+    weight_params: set[str] = field(default_factory=set)  # params used as Linear/Conv weights
+    events: list[FreezeEvent] = field(default_factory=list)
+    convs: dict[str, ConvInfo] = field(default_factory=dict)  # module path → conv info
+    attention: dict[str, AttentionInfo] = field(default_factory=dict)
+    state_of_node: dict[fx.Node, str] = field(default_factory=dict)
+
+    # -- helpers used by the rules ---------------------------------------------------------------
+    def dims_of(self, arg: Any) -> Dims | None:
+        if isinstance(arg, fx.Node):
+            value = self.dims.get(arg)
+            if isinstance(value, list) and (not value or isinstance(value[0], list)):
+                return value
+        return None
+
+    def fresh(self, shape: tuple[int, ...] | torch.Size, frozen: str | None = None) -> Dims:
+        return [[self.atoms.new(s, frozen=frozen)] if s != 1 else [] for s in shape]
+
+    def freeze(self, node: fx.Node, dims: list[list[int]], reason: str, unsupported: bool = False) -> None:
+        atoms = [a for d in dims for a in d]
+        if not atoms:
+            return
+        self.atoms.freeze(atoms, reason)
+        self.events.append(FreezeEvent(op=op_name(node), module=self.traced.module_of(node), reason=reason, atoms=atoms, unsupported=unsupported))
+
+    def unify(self, node: fx.Node, xs: list[int], ys: list[int]) -> bool:
+        """Couple two dims; if they can't be aligned, freeze both (never guess) and report it."""
+        try:
+            self.atoms.unify(xs, ys)
+            return True
+        except AlignmentError as exc:
+            self.freeze(node, [xs, ys], f"{op_name(node)} couples dims that can't be aligned ({exc})")
+            return False
+
+
+def op_name(node: fx.Node) -> str:
+    """A short, overload-free op name: ``aten.relu_.default`` → ``relu_``; getitem → ``getitem``."""
+    target = node.target
+    if isinstance(target, str):
+        return target
+    text = str(target)
+    if text.startswith("aten.") or text.startswith("prims."):
+        return text.split(".")[1]
+    return getattr(target, "__name__", text)
+
+
+def base_op(node: fx.Node) -> str:
+    """Op name without the in-place suffix: ``relu_`` and ``relu`` share a rule."""
+    name = op_name(node)
+    return name[:-1] if name.endswith("_") and not name.endswith("__") else name
+
+
+def shape_of(value: Any) -> tuple[int, ...] | None:
+    if isinstance(value, torch.Tensor):
+        return tuple(int(s) for s in value.shape)
+    return None
+
+
+def propagate(traced: TracedGraph) -> Propagation:
+    """Run every node through its rule; unknown ops freeze what they touch and are reported."""
+    from isodeploy.graph.rules import RULES, unsupported_rule  # noqa: PLC0415 - rules import this module
+
+    prop = Propagation(traced=traced, atoms=AtomTable())
+    user_inputs = set(traced.user_inputs)
+    for node in traced.graph.nodes:
+        value = node.meta.get("val")
+        if node.op == "placeholder":
+            shape = shape_of(value)
+            if shape is None:
+                continue
+            if node.name in traced.state_of:
+                name = traced.state_of[node.name]
+                prop.dims[node] = prop.fresh(shape)
+                prop.state_dims[name] = prop.dims[node]
+                prop.state_of_node[node] = name
+            elif node.name in user_inputs:
+                prop.dims[node] = prop.fresh(shape, frozen="model input (image channels, batch and spatial dims)")
+            else:  # lifted constants
+                prop.dims[node] = prop.fresh(shape)
+        elif node.op == "call_function":
+            rule = RULES.get(base_op(node), unsupported_rule)
+            result = rule(prop, node)
+            if result is not None:
+                prop.dims[node] = result
+        elif node.op == "output":
+            for out in _flatten(node.args[0]):
+                dims = prop.dims_of(out)
+                if dims:
+                    prop.freeze(node, dims, "model output (e.g. the classifier's classes)")
+    return prop
+
+
+def _flatten(value: Any) -> list[Any]:
+    if isinstance(value, (list, tuple)):
+        return [x for v in value for x in _flatten(v)]
+    return [value]
