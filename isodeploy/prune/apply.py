@@ -22,6 +22,7 @@ class ModuleChange:
 
     module: str
     attrs: dict[str, int | float | tuple] = field(default_factory=dict)
+    notes: dict[str, float | str] = field(default_factory=dict)  # weight edits, not attributes
 
 
 def _set_tensor(model: nn.Module, name: str, value: torch.Tensor) -> None:
@@ -80,7 +81,7 @@ def fix_modules(model: nn.Module, grouping: Grouping, keep_by_atom: dict[int, li
         old_head_dim = grouping.prop.atoms.tree(info.head_dim).size
         change = changes.setdefault(path, ModuleChange(module=path))
         _fix_attention(module, heads, head_dim, value_dim, old_head_dim, change)
-    return [c for c in changes.values() if c.attrs]
+    return [c for c in changes.values() if c.attrs or c.notes]
 
 
 def _set(module: nn.Module, change: ModuleChange, attr: str, value: object) -> None:
@@ -126,6 +127,31 @@ def _fix_attention(module: nn.Module, heads: int, head_dim: int, value_dim: int,
     scale = getattr(module, "scale", None)
     if isinstance(scale, float) and math.isclose(scale, old_head_dim ** -0.5, rel_tol=1e-6):
         _set(module, change, "scale", head_dim ** -0.5)
+    if head_dim != old_head_dim:
+        _preserve_temperature(module, heads, head_dim, old_head_dim, change)
+
+
+def _preserve_temperature(module: nn.Module, heads: int, head_dim: int, old_head_dim: int, change: ModuleChange) -> None:
+    """Fold the change of softmax temperature into the query projection.
+
+    Removing head dims changes the logit scale from 1/sqrt(D) to 1/sqrt(D'). Scaling the query rows
+    by sqrt(D'/D) keeps q·k/sqrt(D) exactly where the removed dims carried nothing, and close to it
+    otherwise, so head-dim pruning does not also sharpen every attention map. Applies to fused
+    (3, H, D) ``qkv`` projections without a query norm (timm ViT/DeiT/Swin attention).
+    """
+    qkv = getattr(module, "qkv", None)
+    q_norm = getattr(module, "q_norm", None)
+    if not isinstance(qkv, nn.Linear) or qkv.out_features != 3 * heads * head_dim:
+        return
+    if q_norm is not None and not isinstance(q_norm, nn.Identity):
+        return
+    factor = math.sqrt(head_dim / old_head_dim)
+    rows = heads * head_dim
+    with torch.no_grad():
+        qkv.weight[:rows].mul_(factor)
+        if qkv.bias is not None:
+            qkv.bias[:rows].mul_(factor)
+    change.notes["query_rows_scaled_by"] = factor
 
 
 def apply_keep(model: nn.Module, grouping: Grouping, keep: dict[int, list[int]]) -> list[ModuleChange]:

@@ -1,0 +1,47 @@
+"""Human-readable tables of a :class:`~isodeploy.graph.analysis.Grouping`."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from isodeploy.graph.analysis import Grouping
+
+
+def _widths(values: list[int]) -> str:
+    distinct = sorted(set(values))
+    return ", ".join(map(str, distinct[:6])) + (" …" if len(distinct) > 6 else "")
+
+
+def print_grouping(console: Console, grouping: Grouping, show_params: bool = False) -> None:
+    table = Table(title=f"Isomorphic classes of {grouping.model}")
+    for col in ("class", "kind", "signature", "groups", "widths", "heads×dim", "params covered"):
+        table.add_column(col, overflow="fold")
+    for iso in grouping.classes:
+        groups = grouping.groups_of(iso)
+        heads = sorted({f"{g.heads[0]}×{g.heads[1]}" for g in groups if g.heads})
+        covered = sum(len(g.params) for g in groups)
+        table.add_row(str(iso.id), iso.kind, iso.signature, str(len(groups)), _widths([g.width for g in groups]),
+                      ", ".join(heads[:4]) or "-", str(covered))
+    console.print(table)
+    if show_params:
+        for group in grouping.groups:
+            console.print(f"[bold]group {group.id}[/] class {group.class_id} {group.kind} width {group.width}: "
+                          + ", ".join(group.params))
+    if grouping.unprunable:
+        table = Table(title="Not prunable (kept as they are)")
+        table.add_column("parameter:dim", overflow="fold")
+        table.add_column("reason", overflow="fold")
+        for item in grouping.unprunable:
+            table.add_row(item.param, item.reason)
+        console.print(table)
+    if grouping.unsupported:
+        table = Table(title="Ops without a channel rule (their dims were frozen)")
+        for col in ("op", "module", "froze"):
+            table.add_column(col, overflow="fold")
+        for op in grouping.unsupported:
+            table.add_row(op.op, op.module or "-", ", ".join(op.froze[:4]) + (" …" if len(op.froze) > 4 else ""))
+        console.print(table)
+    seconds = grouping.seconds
+    console.print(f"{len(grouping.groups)} groups in {len(grouping.classes)} classes; "
+                  f"export {seconds.get('export', 0):.2f} s, grouping {seconds.get('grouping', 0):.3f} s")
