@@ -161,6 +161,16 @@ def apply_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -
     model.load_state_dict(state, strict=True)
 
 
+def _check_input_size(model: nn.Module, timm_name: str, input_size: tuple[int, int, int]) -> None:
+    """Run one tiny forward so that a size the model can't take fails here, in one line, not deep in export."""
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *input_size))
+    except Exception as exc:  # shape errors surface as many exception types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise IsodeployError(f"model '{timm_name}' can't take --img-size {input_size[1]}: {first[:160]}") from exc
+
+
 def load_model(
     query: str,
     weights: str = "pretrained",
@@ -208,6 +218,7 @@ def load_model(
     channels, height, width = cfg.get("input_size", (3, 224, 224))
     if img_size is not None:
         height = width = img_size
+        _check_input_size(model, ref.timm_name, (channels, height, width))
     return LoadedModel(
         model=model,
         timm_name=ref.timm_name,
