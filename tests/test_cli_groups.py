@@ -70,7 +70,7 @@ def test_bad_weight_files(tmp_path, capsys):
     other = tmp_path / "resnet34.safetensors"
     save_file(timm.create_model("resnet34").state_dict(), str(other))
     code, _, err = run(capsys, "groups", "resnet18", "--weights", str(other))
-    assert code != 0 and "unexpected key 'layer1.2.conv1.weight'" in err
+    assert code != 0 and "unexpected key 'layer1.2." in err
 
     mismatched = tmp_path / "wide.pth"
     state = timm.create_model("resnet18").state_dict()
