@@ -53,6 +53,30 @@ class Tree:
     def size_after(self, keep: dict[int, list[int]]) -> int:
         return len(self.kept_indices(keep))
 
+    def size_with(self, widths: dict[int, int]) -> int:
+        """This dim's size when leaf atom ``a`` has width ``widths[a]`` (fast: no index lists)."""
+        if self.kind == "leaf":
+            return widths.get(self.atom, self.size)
+        sizes = [p.size_with(widths) for p in self.parts]
+        if self.kind == "sum":
+            return sum(sizes)
+        out = 1
+        for s in sizes:
+            out *= s
+        return out
+
+    def channel_of_index(self, atom: int) -> list[int]:
+        """For every index of this dim, which channel of ``atom`` it belongs to (-1: not part of it)."""
+        if self.kind == "leaf":
+            return list(range(self.size)) if self.atom == atom else [-1] * self.size
+        if self.kind == "sum":
+            return [c for p in self.parts for c in p.channel_of_index(atom)]
+        out = [-1]
+        for part in self.parts:
+            inner = part.channel_of_index(atom)
+            out = [o if o >= 0 else i for o in out for i in inner]
+        return out
+
 
 class AtomTable:
     """Union-find over atoms; a class root may carry a product split or a sum split."""

@@ -1,0 +1,87 @@
+"""``isodeploy prune MODEL -o DIR``: isomorphic pruning to a reloadable folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from isodeploy.commands.common import MODEL_HELP, ImgSizeOption, JsonOption, WeightsOption, write_json_atomic
+
+
+def parse_macs(text: Optional[str]) -> Optional[float]:
+    """'4.2G', '600M', '4.2e9' → MACs per image."""
+    if text is None:
+        return None
+    from isodeploy.errors import IsodeployError
+
+    units = {"k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
+    value = text.strip().lower()
+    try:
+        if value and value[-1] in units:
+            return float(value[:-1]) * units[value[-1]]
+        return float(value)
+    except ValueError as exc:
+        raise IsodeployError(f"--target-macs takes a number with an optional unit, e.g. 4.2G or 600M; got '{text}'") from exc
+
+
+def prune(
+    model: str = typer.Argument(..., help=MODEL_HELP),
+    output: Path = typer.Option(..., "--output", "-o", help="Output folder: model.safetensors + isodeploy.json."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="A recipe from models/ (see 'isodeploy presets'). Default: the alias's recipe."),
+    ratio: Optional[float] = typer.Option(None, "--ratio", help="Fraction of channels removed from every class."),
+    embed_ratio: Optional[float] = typer.Option(None, "--embed-ratio", help="Override for the embedding (residual) class."),
+    mlp_ratio: Optional[float] = typer.Option(None, "--mlp-ratio", help="Override for hidden classes (MLP, bottleneck, expansion)."),
+    head_ratio: Optional[float] = typer.Option(None, "--head-ratio", help="Override for whole heads."),
+    head_dim_ratio: Optional[float] = typer.Option(None, "--head-dim-ratio", help="Override for head dims."),
+    ranking: str = typer.Option("isomorphic", "--ranking", help="isomorphic (within classes) | global (all channels) | local (every group equally)."),
+    importance: str = typer.Option("magnitude", "--importance", help="magnitude | taylor | random."),
+    norm: str = typer.Option("l2", "--norm", help="Magnitude norm: l1 | l2."),
+    calib_data: Optional[str] = typer.Option(None, "--calib-data", help="Taylor calibration images: an ImageFolder tree, a flat folder, or 'synthetic'."),
+    calib_batches: int = typer.Option(8, "--calib-batches", help="Calibration batches for taylor."),
+    round_to: int = typer.Option(8, "--round-to", help="Round widths to multiples of N (head dims stay ≥ 16). The paper used 2."),
+    target_macs: Optional[str] = typer.Option(None, "--target-macs", help="Search the ratio that lands within 1 %% of this many MACs, e.g. 4.2G."),
+    max_group_ratio: float = typer.Option(0.9, "--max-group-ratio", help="No group loses more than this fraction (guards against layer collapse)."),
+    weights: str = WeightsOption,
+    img_size: Optional[int] = ImgSizeOption,
+    strict: bool = typer.Option(False, "--strict", help="Fail if an op without a channel rule froze any weight's channels."),
+    force: bool = typer.Option(False, "--force", help="Replace an output folder that holds another model."),
+    json_path: Optional[Path] = JsonOption,
+) -> None:
+    """Prune MODEL with isomorphic ranking and write a folder every other command accepts as MODEL."""
+    from rich.console import Console
+
+    from isodeploy.errors import IsodeployError
+    from isodeploy.prune.api import config_from_recipe, prune_model, save_pruned
+    from isodeploy.prune.report import print_summary
+    from isodeploy.zoo import load_model, resolve
+
+    if norm not in ("l1", "l2"):
+        raise IsodeployError(f"--norm must be l1 or l2; got '{norm}'")
+    if output.exists() and not output.is_dir():
+        raise IsodeployError(f"-o {output} is a file; give a folder path")
+    ref = resolve(model)
+    recipe = preset or (ref.alias.recipe if ref.alias else None)
+    explicit = dict(ratio=ratio, embed_ratio=embed_ratio, mlp_ratio=mlp_ratio, head_ratio=head_ratio, head_dim_ratio=head_dim_ratio)
+    if preset is None and any(v is not None for v in explicit.values()):
+        recipe = None  # explicit ratios replace the alias's default recipe
+    cfg = config_from_recipe(recipe, dict(explicit, ranking=ranking, importance=importance, norm=norm, round_to=round_to,
+                                          max_group_ratio=max_group_ratio, target_macs=parse_macs(target_macs)))
+    cfg.validate()
+    if cfg.ratio is None and all(getattr(cfg, k) is None for k in explicit) and cfg.target_macs is None:
+        raise IsodeployError(f"no ratios for '{model}': pass --preset, --ratio or --target-macs (see 'isodeploy presets')")
+    console = Console()
+    with console.status(f"loading {model}") as status:
+        loaded = load_model(model, weights=weights, img_size=img_size)
+        result = prune_model(loaded, cfg, calib_data=calib_data, calib_batches=calib_batches, strict=strict,
+                             progress=lambda msg: status.update(msg))
+        status.update(f"writing {output}")
+        save_pruned(result, output, force=force)
+    print_summary(console, result, output)
+    if json_path:
+        write_json_atomic(json_path, {k: v for k, v in result.spec.items() if k != "groups"} | {"output": str(output)})
+
+
+def register(app: typer.Typer) -> None:
+    app.command("prune")(prune)

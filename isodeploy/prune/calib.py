@@ -1,0 +1,106 @@
+"""Calibration images for Taylor importance: an ImageFolder tree, a flat folder, or synthetic noise.
+
+Unreadable images are skipped and counted; a folder with no usable image is an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from isodeploy.errors import IsodeployError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".gif"}
+
+
+@dataclass
+class ImageList:
+    """Image paths with optional class labels (ImageFolder layout) and a count of what was skipped."""
+
+    paths: list[Path]
+    labels: list[int] | None
+    classes: list[str]
+    skipped: int = 0
+
+
+def scan_images(root: Path) -> ImageList:
+    """Find images: ``root/<class>/*`` gives labels, images directly under ``root`` give none."""
+    root = Path(root)
+    if not root.exists():
+        raise IsodeployError(f"calibration/data folder '{root}' does not exist")
+    if not root.is_dir():
+        raise IsodeployError(f"'{root}' is not a folder of images")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if class_dirs:
+        paths, labels = [], []
+        for label, folder in enumerate(class_dirs):
+            for path in sorted(folder.rglob("*")):
+                if path.suffix.lower() in IMAGE_SUFFIXES:
+                    paths.append(path)
+                    labels.append(label)
+        result = ImageList(paths, labels, [d.name for d in class_dirs])
+    else:
+        paths = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        result = ImageList(paths, None, [])
+    if not result.paths:
+        raise IsodeployError(f"no images in '{root}' (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    return result
+
+
+def load_image(path: Path, size: tuple[int, int], mean, std) -> torch.Tensor | None:
+    """Resize (shorter side), centre-crop and normalise; None for a file PIL can't read."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+            h, w = size
+            scale = max(h / img.height, w / img.width)
+            img = img.resize((max(w, round(img.width * scale)), max(h, round(img.height * scale))), Image.BILINEAR)
+            left, top = (img.width - w) // 2, (img.height - h) // 2
+            img = img.crop((left, top, left + w, top + h))
+            data = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).reshape(h, w, 3)
+    except (OSError, UnidentifiedImageError, ValueError):
+        return None
+    tensor = data.permute(2, 0, 1).float() / 255.0
+    return (tensor - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+
+
+def calibration_batches(source: str, input_size: tuple[int, int, int], mean, std, batches: int,
+                        batch_size: int = 16, seed: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    """Yield up to ``batches`` batches of (images, labels or None)."""
+    if batches < 1:
+        raise IsodeployError(f"--calib-batches must be ≥ 1; got {batches}")
+    gen = torch.Generator().manual_seed(seed)
+    if source == "synthetic":
+        for _ in range(batches):
+            yield torch.randn(batch_size, *input_size, generator=gen), None
+        return
+    images = scan_images(Path(source))
+    order = torch.randperm(len(images.paths), generator=gen).tolist()
+    batch, labels, produced, skipped = [], [], 0, 0
+    for i in order:
+        tensor = load_image(images.paths[i], input_size[1:], mean, std)
+        if tensor is None:
+            skipped += 1
+            continue
+        batch.append(tensor)
+        if images.labels is not None:
+            labels.append(images.labels[i])
+        if len(batch) == batch_size:
+            yield torch.stack(batch), (torch.tensor(labels) if labels else None)
+            batch, labels, produced = [], [], produced + 1
+            if produced == batches:
+                break
+    if batch and produced < batches:
+        produced += 1
+        yield torch.stack(batch), (torch.tensor(labels) if labels else None)
+    if produced == 0:
+        raise IsodeployError(f"no readable image in '{source}' ({skipped} unreadable files skipped)")
+    if skipped:
+        import sys
+
+        print(f"warning: skipped {skipped} unreadable image(s) in {source}", file=sys.stderr)

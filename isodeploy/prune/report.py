@@ -1,0 +1,38 @@
+"""The per-class summary `isodeploy prune` prints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _g(value: float) -> str:
+    return f"{value / 1e9:.3f} G"
+
+
+def print_summary(console: Console, result, output: Path | None = None) -> None:
+    cfg, plan = result.config, result.plan
+    title = f"{result.loaded.timm_name}: {cfg.ranking} ranking, {cfg.importance} importance, round to {cfg.round_to}"
+    if cfg.preset:
+        title += f", preset {cfg.preset}"
+    table = Table(title=title)
+    for col in ("class", "kind", "signature", "groups", "width before → after", "per-group widths after"):
+        table.add_column(col, overflow="fold")
+    for c in result.classes:
+        widths = sorted(set(c.widths_after))
+        shown = ", ".join(map(str, widths[:6])) + (" …" if len(widths) > 6 else "")
+        table.add_row(str(c.id), c.kind, c.signature, str(c.groups), f"{c.width_before} → {c.width_after}", shown)
+    console.print(table)
+    cost = plan.macs_after - plan.macs_unrounded
+    console.print(
+        f"MACs {_g(plan.macs_before)} → {_g(plan.macs_after)} ({plan.macs_after / plan.macs_before:.1%}); "
+        f"params {plan.params_before / 1e6:.2f} M → {plan.params_after / 1e6:.2f} M; "
+        f"rounding to {cfg.round_to} cost {cost / 1e6:+.1f} M MACs"
+        + (f"; ratio scale {plan.scale:.3f} for --target-macs" if cfg.target_macs else "")
+    )
+    if result.loaded.weights == "random":
+        console.print("[yellow]weights were random: accuracy figures of this model mean nothing[/]")
+    if output is not None:
+        console.print(f"wrote {output}/model.safetensors and {output}/isodeploy.json")

@@ -1,0 +1,187 @@
+"""Save a pruned model as ``model.safetensors`` + ``isodeploy.json`` and rebuild it from timm + spec.
+
+Reloading never unpickles code: the timm model is created as the spec says, every parameter and
+buffer is resized to the saved shape, the recorded module attributes are set (``num_heads``,
+``in_features``, ``groups`` …), then the weights are loaded strictly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from isodeploy import __version__
+from isodeploy.errors import IsodeployError
+
+SCHEMA_VERSION = 1
+SPEC_FILE = "isodeploy.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_spec(folder: Path) -> dict[str, Any]:
+    """Read and check ``isodeploy.json``: schema version and required fields."""
+    path = Path(folder) / SPEC_FILE
+    try:
+        spec = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise IsodeployError(f"'{folder}' holds no {SPEC_FILE}; pass an isodeploy output folder") from exc
+    except json.JSONDecodeError as exc:
+        raise IsodeployError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+    schema = spec.get("schema")
+    if not isinstance(schema, int):
+        raise IsodeployError(f"{path} has no schema version; it was not written by isodeploy")
+    if schema > SCHEMA_VERSION:
+        raise IsodeployError(f"{path} uses spec schema {schema}, newer than this isodeploy ({SCHEMA_VERSION}); upgrade isodeploy")
+    if "source" not in spec or "timm" not in spec["source"]:
+        raise IsodeployError(f"{path} names no source model")
+    return spec
+
+
+def read_spec_source(folder: Path) -> str:
+    return read_spec(folder)["source"]["timm"]
+
+
+def write_folder(folder: Path, model: nn.Module, spec: dict[str, Any], force: bool = False) -> Path:
+    """Write weights + spec into ``folder`` atomically: build in a temp folder, then rename into place.
+
+    An existing folder is replaced only if it is an isodeploy folder of the same source model, or with
+    ``force``; anything else is refused so that nothing of an earlier run is lost by mistake.
+    """
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise IsodeployError(f"-o {folder} is a file; give a folder path")
+    if folder.is_dir() and any(folder.iterdir()) and not force:
+        if not (folder / SPEC_FILE).is_file():
+            raise IsodeployError(f"-o {folder} is a non-empty folder that is not an isodeploy output; choose another or pass --force")
+        old = read_spec(folder)["source"]["timm"]
+        if old != spec["source"]["timm"]:
+            raise IsodeployError(f"-o {folder} holds a pruned '{old}', not '{spec['source']['timm']}'; choose another folder or pass --force")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(staging / WEIGHTS_FILE), metadata={"format": "pt", "isodeploy": __version__})
+        spec = dict(spec, weights_sha256=file_sha256(staging / WEIGHTS_FILE))
+        (staging / SPEC_FILE).write_text(json.dumps(spec, indent=2, default=_jsonable) + "\n")
+        os.chmod(staging, 0o755)
+        for path in staging.iterdir():
+            os.chmod(path, 0o644)
+        if folder.exists():
+            backup = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+            os.replace(folder, backup)
+            os.replace(staging, folder)
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            os.replace(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (tuple, set)):
+        return list(value)
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    return str(value)
+
+
+def _resize_like(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Give every parameter/buffer the saved shape, so a strict load can follow."""
+    for name, value in state.items():
+        owner_name, _, attr = name.rpartition(".")
+        try:
+            owner = model.get_submodule(owner_name) if owner_name else model
+        except AttributeError as exc:
+            raise IsodeployError(f"saved tensor '{name}' has no place in the rebuilt model; the timm model changed?") from exc
+        if attr in owner._parameters and owner._parameters[attr] is not None:
+            old = owner._parameters[attr]
+            if old.shape != value.shape:
+                owner._parameters[attr] = nn.Parameter(torch.empty_like(value, dtype=old.dtype), requires_grad=old.requires_grad)
+        elif attr in owner._buffers and owner._buffers[attr] is not None:
+            if owner._buffers[attr].shape != value.shape:
+                owner._buffers[attr] = torch.empty_like(value, dtype=owner._buffers[attr].dtype)
+
+
+def _set_attrs(model: nn.Module, modules: list[dict[str, Any]]) -> None:
+    for entry in modules:
+        module = model.get_submodule(entry["module"]) if entry["module"] else model
+        for attr, value in entry.get("attrs", {}).items():
+            if not hasattr(module, attr):
+                raise IsodeployError(f"module '{entry['module']}' has no attribute '{attr}' to restore; the timm model changed?")
+            setattr(module, attr, tuple(value) if isinstance(value, list) else value)
+
+
+def rebuild(spec: dict[str, Any], state: dict[str, torch.Tensor]) -> nn.Module:
+    """Create the source timm model (random init, no download), reshape it per ``state`` and spec, load."""
+    import timm
+
+    source = spec["source"]
+    if not timm.is_model(source["timm"]):
+        raise IsodeployError(f"the spec's source model '{source['timm']}' is unknown to timm {timm.__version__}")
+    model = timm.create_model(source["timm"], pretrained=False, **source.get("create_kwargs", {}))
+    _resize_like(model, state)
+    _set_attrs(model, spec.get("modules", []))
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    if missing:
+        raise IsodeployError(f"the weights lack '{missing[0]}' for the spec's source model '{source['timm']}' (a changed source model?)")
+    extra = [k for k in state if k not in own]
+    if extra:
+        raise IsodeployError(f"the weights have '{extra[0]}', unknown to the spec's source model '{source['timm']}' (a changed source model?)")
+    model.load_state_dict(state, strict=True)
+    model.train(True)
+    model.eval()  # the round trip drops eval-mode caches built from the old shapes (LeViT)
+    return model
+
+
+def load_folder(folder: Path):
+    """``isodeploy.load(DIR)``: a :class:`~isodeploy.zoo.LoadedModel` rebuilt from an output folder."""
+    from safetensors.torch import load_file
+
+    from isodeploy.zoo import LoadedModel
+
+    folder = Path(folder)
+    spec = read_spec(folder)
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        raise IsodeployError(f"'{folder}' has {SPEC_FILE} but no {WEIGHTS_FILE}")
+    expected = spec.get("weights_sha256")
+    if expected and file_sha256(weights) != expected:
+        raise IsodeployError(f"{weights} does not match the spec (sha256 differs); re-run 'isodeploy prune' or restore the file")
+    try:
+        state = load_file(str(weights))
+    except Exception as exc:
+        raise IsodeployError(f"{weights} could not be read ({type(exc).__name__})") from exc
+    model = rebuild(spec, state).eval()
+    source = spec["source"]
+    return LoadedModel(
+        model=model,
+        timm_name=source["timm"],
+        input_size=tuple(source["input_size"]),
+        weights=f"folder:{folder}",
+        folder=folder,
+        create_kwargs=source.get("create_kwargs", {}),
+        mean=tuple(source.get("mean", (0.485, 0.456, 0.406))),
+        std=tuple(source.get("std", (0.229, 0.224, 0.225))),
+        num_classes=getattr(model, "num_classes", 1000),
+    )
