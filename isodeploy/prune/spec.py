@@ -138,7 +138,12 @@ def rebuild(spec: dict[str, Any], state: dict[str, torch.Tensor]) -> nn.Module:
     source = spec["source"]
     if not timm.is_model(source["timm"]):
         raise IsodeployError(f"the spec's source model '{source['timm']}' is unknown to timm {timm.__version__}")
-    model = timm.create_model(source["timm"], pretrained=False, **source.get("create_kwargs", {}))
+    kwargs = source.get("create_kwargs", {})
+    try:
+        model = timm.create_model(source["timm"], pretrained=False, **kwargs)
+    except Exception as exc:  # timm raises TypeError/ValueError/AssertionError for bad kwargs
+        raise IsodeployError(f"could not rebuild the spec's source model '{source['timm']}' with {kwargs} "
+                             f"({type(exc).__name__}: {str(exc)[:120]}); was the spec edited or made by another timm?") from exc
     _resize_like(model, state)
     _set_attrs(model, spec.get("modules", []))
     own = model.state_dict()
