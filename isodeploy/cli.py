@@ -17,6 +17,15 @@ from isodeploy.errors import IsodeployError
 # Command modules, in the order `--help` lists them. Each has `register(app: typer.Typer) -> None`.
 COMMAND_MODULES = [
     "isodeploy.commands.models",
+    "isodeploy.commands.groups",
+    "isodeploy.commands.prune",
+    "isodeploy.commands.prune_export",
+    "isodeploy.commands.export",
+    "isodeploy.commands.verify",
+    "isodeploy.commands.build_engine",
+    "isodeploy.commands.triton_repo",
+    "isodeploy.commands.bench",
+    "isodeploy.commands.compare",
 ]
 
 app = typer.Typer(
@@ -48,7 +57,10 @@ for _name in COMMAND_MODULES:
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: run the app, mapping user errors to one line and an exit code."""
     try:
-        app(args=argv, standalone_mode=False)
+        # In non-standalone mode click *returns* the code of a typer.Exit instead of raising it.
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int):
+            return code
     except IsodeployError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         return exc.exit_code

@@ -97,6 +97,38 @@ def write_folder(folder: Path, model: nn.Module, spec: dict[str, Any], force: bo
     return folder
 
 
+def write_into(folder: Path, model: nn.Module, spec: dict[str, Any], keep: tuple[str, ...] = ("pipeline",)) -> None:
+    """Write weights + spec into an existing folder, file by file (temp + rename), keeping the
+    ``keep`` sections of an existing spec (the pipeline's stage record)."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    old = {}
+    if (folder / SPEC_FILE).is_file():
+        try:
+            old = json.loads((folder / SPEC_FILE).read_text())
+        except json.JSONDecodeError:
+            old = {}
+    fd, tmp_weights = tempfile.mkstemp(dir=folder, prefix=f".{WEIGHTS_FILE}.", suffix=".tmp")
+    os.close(fd)
+    fd, tmp_spec = tempfile.mkstemp(dir=folder, prefix=f".{SPEC_FILE}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, tmp_weights, metadata={"format": "pt", "isodeploy": __version__})
+        spec = dict(spec, weights_sha256=file_sha256(Path(tmp_weights)))
+        spec.update({k: old[k] for k in keep if k in old})
+        Path(tmp_spec).write_text(json.dumps(spec, indent=2, default=_jsonable) + "\n")
+        for tmp in (tmp_weights, tmp_spec):
+            os.chmod(tmp, 0o644)
+        os.replace(tmp_weights, folder / WEIGHTS_FILE)
+        os.replace(tmp_spec, folder / SPEC_FILE)
+    finally:
+        for tmp in (tmp_weights, tmp_spec):
+            Path(tmp).unlink(missing_ok=True)
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, (tuple, set)):
         return list(value)

@@ -1,0 +1,136 @@
+"""What an ARTIFACT argument names (model, isodeploy folder, .onnx, .plan) and what it can run on.
+
+Resolved up front, before any model is built, so that a typo or an impossible runtime fails in a
+second with one line instead of after minutes of benchmarking.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from isodeploy.errors import IsodeployError
+
+ONNX_SUFFIXES = (".onnx",)
+PLAN_SUFFIXES = (".plan", ".engine")
+RUNTIMES = ("torch", "ort", "trt")
+#: which runtimes can run each artifact kind (a model can be exported on the fly)
+RUNNABLE = {
+    "model": ("torch", "ort", "trt"),
+    "folder": ("torch", "ort", "trt"),
+    "onnx": ("ort", "trt"),
+    "plan": ("trt",),
+}
+
+
+@dataclass
+class ArtifactRef:
+    """A resolved ARTIFACT: its kind, a stable label, and whether it is a pruned (non-uniform) model."""
+
+    query: str
+    kind: str
+    label: str
+    path: Path | None = None
+    pruned: bool = False
+    #: a MODEL string (alias, timm name or folder) this artifact was made from, when known
+    source_model: str | None = None
+    #: timm creation kwargs the source was built with (from the ONNX metadata), to rebuild it for MACs
+    source_kwargs: dict[str, Any] = field(default_factory=dict)
+    img_size: int | None = None
+
+
+def resolve_artifact(query: str, img_size: int | None = None) -> ArtifactRef:
+    """Classify ``query``; an unknown file type or a missing file is one clear error."""
+    path = Path(query)
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        from isodeploy.zoo import SPEC_FILE
+
+        if not (path / SPEC_FILE).is_file():
+            raise IsodeployError(f"'{query}' is a folder but holds no {SPEC_FILE}; pass an isodeploy output folder, a model name, a .onnx or a .plan")
+        return ArtifactRef(query, "folder", path.resolve().name, path, pruned=True, source_model=str(path), img_size=img_size)
+    if suffix in ONNX_SUFFIXES + PLAN_SUFFIXES:
+        if not path.is_file():
+            raise IsodeployError(f"artifact '{query}' does not exist")
+        kind = "onnx" if suffix in ONNX_SUFFIXES else "plan"
+        meta = onnx_metadata(path) if kind == "onnx" else _plan_source_metadata(path)
+        source = _first(meta, ("isodeploy.source_model", "source_model"))
+        kwargs = _json_dict(_first(meta, ("isodeploy.create_kwargs", "create_kwargs")))
+        pruned = bool(_first(meta, ("isodeploy.spec_hash", "spec_hash"))) or (source is not None and Path(str(source)).is_dir())
+        return ArtifactRef(query, kind, path.name, path, pruned=pruned, source_model=str(source) if source else None,
+                           source_kwargs=kwargs, img_size=img_size)
+    if path.is_file() or (suffix and ("/" in query or "\\" in query)):
+        raise IsodeployError(
+            f"unknown artifact type '{suffix or path.name}' for '{query}': expected a model name or alias, an isodeploy folder, a .onnx or a .plan"
+        )
+    from isodeploy.zoo import resolve
+
+    ref = resolve(query)  # raises with close matches for an unknown model name
+    label = ref.timm_name if img_size is None else f"{ref.timm_name}@{img_size}"
+    return ArtifactRef(query, "model", label, pruned=False, source_model=query, img_size=img_size)
+
+
+def runtimes_for(ref: ArtifactRef, runtimes: tuple[str, ...]) -> tuple[str, ...]:
+    """The asked runtimes this artifact can run on (a .onnx skips torch); none at all is an error."""
+    for runtime in runtimes:
+        if runtime not in RUNTIMES:
+            raise IsodeployError(f"unknown runtime '{runtime}': choose from {', '.join(RUNTIMES)}")
+    usable = tuple(r for r in runtimes if r in RUNNABLE[ref.kind])
+    if not usable:
+        allowed = " or ".join(RUNNABLE[ref.kind])
+        article = "an" if ref.kind[0] in "aeiou" else "a"
+        raise IsodeployError(f"'{ref.query}' is {article} {ref.kind} artifact and cannot run on runtime {'/'.join(runtimes)}; use --runtime {allowed}")
+    return usable
+
+
+def onnx_metadata(path: Path) -> dict[str, str]:
+    """The ONNX file's metadata props, read without loading the weights."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf raises DecodeError and friends
+        raise IsodeployError(f"'{path}' is not a readable ONNX file ({type(exc).__name__})") from exc
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def plan_metadata(path: Path) -> dict[str, Any]:
+    """The engine's ``.plan.json`` metadata (written by build-engine), or {} when absent."""
+    meta = Path(str(path) + ".json")
+    if not meta.is_file():
+        return {}
+    try:
+        data = json.loads(meta.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise IsodeployError(f"engine metadata '{meta}' is not valid JSON") from exc
+    return data if isinstance(data, dict) else {}
+
+
+def _first(meta: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        if meta.get(key):
+            return meta[key]
+    return None
+
+
+def _json_dict(value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return value
+    try:
+        data = json.loads(value) if isinstance(value, str) else {}
+    except json.JSONDecodeError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _plan_source_metadata(path: Path) -> dict[str, Any]:
+    """An engine names its source ONNX in ``.plan.json``; that ONNX's metadata names the model."""
+    source_onnx = plan_metadata(path).get("source_onnx")
+    if source_onnx and Path(source_onnx).is_file():
+        try:
+            return onnx_metadata(Path(source_onnx))
+        except IsodeployError:
+            return {}
+    return {}

@@ -1,0 +1,76 @@
+"""Latency against MACs: the picture that shows whether pruning bought real speed.
+
+One colour per runtime/device, one marker per kind (★ pruned, ● uniform); a model that sits below
+the line through the uniform models is faster than its MACs predict.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from isodeploy.bench.compare import CompareReport
+from isodeploy.bench.envinfo import describe_machine
+from isodeploy.errors import IsodeployError
+
+FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
+MARKERS = {True: "*", False: "o"}
+
+
+def plot_latency_vs_macs(report: CompareReport, out: Path) -> Path:
+    """Write the plot to ``out`` (.png, .svg or .pdf) atomically; returns the path."""
+    out = Path(out)
+    fmt = FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        raise IsodeployError(f"--plot '{out}' must end in {', '.join(FORMATS)}")
+    points = [row for row in report.rows if row.macs]
+    if not points:
+        raise IsodeployError("no compared artifact has a MAC count, so there is nothing to plot (pass models or isodeploy folders)")
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    fig, ax = plt.subplots(figsize=(7, 4.8), dpi=120)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    handles = []
+    labelled: set[str] = set()
+    for i, key in enumerate(report.columns):
+        color = colors[i % len(colors)]
+        handles.append(Line2D([], [], color=color, marker="s", linestyle="", label=key))
+        for row in points:
+            if key not in row.latency_ms:
+                continue
+            x, y = row.macs / 1e9, row.latency_ms[key]
+            ax.scatter([x], [y], marker=MARKERS[row.pruned], s=180 if row.pruned else 70, color=color, edgecolors="black", linewidths=0.6, zorder=3)
+            if row.label not in labelled:  # one label per model, at its first point, to keep the plot legible
+                labelled.add(row.label)
+                ax.annotate(row.label, (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
+        uniform = sorted((r.macs / 1e9, r.latency_ms[key]) for r in points if not r.pruned and key in r.latency_ms)
+        if len(uniform) >= 2:
+            ax.plot(*zip(*uniform), color=color, linestyle=":", linewidth=1, zorder=2)
+    handles.append(Line2D([], [], color="gray", marker="*", markersize=12, linestyle="", label="pruned (non-uniform)"))
+    handles.append(Line2D([], [], color="gray", marker="o", linestyle="", label="uniform (timm)"))
+    ax.set_xlabel("MACs per image (G)")
+    ax.set_ylabel(f"p50 latency per batch of {report.batch} (ms)")
+    relative = " (CPU figures are relative to this machine)" if any(k.endswith("/cpu") for k in report.columns) else ""
+    ax.set_title(f"Latency vs MACs — {describe_machine(report.env)}{relative}", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.set_xlim(0, max(r.macs for r in points) / 1e9 * 1.3)  # room for the labels on the right
+    ax.set_ylim(bottom=0)
+    ax.legend(handles=handles, fontsize=8, loc="upper left")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=out.suffix)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format=fmt)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
+    return out

@@ -1,0 +1,230 @@
+"""Benchmark results as plain dataclasses: JSON round-trip, statistics, and tables.
+
+A bench JSON is both a report and a CI baseline, so it carries a schema tag, the environment and the
+settings, and loading validates them instead of trusting any JSON file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from isodeploy.errors import IsodeployError
+
+SCHEMA = "isodeploy.bench/1"
+NOISY_CV = 0.05  # a run whose coefficient of variation exceeds 5 % is flagged as noisy
+
+
+@dataclass
+class LatencyStats:
+    """Per-step latency of one artifact on one runtime (milliseconds per batch)."""
+
+    mean_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    std_ms: float
+    cv: float
+    throughput_ips: float  # images per second: batch / mean step time
+    noisy: bool
+    iters: int
+    samples_ms: list[float] = field(default_factory=list)
+
+    @classmethod
+    def from_samples(cls, samples_ms: list[float], batch: int) -> "LatencyStats":
+        """Summarise timed steps; percentiles interpolate linearly between order statistics."""
+        if not samples_ms:
+            raise ValueError("no latency samples")
+        xs = sorted(samples_ms)
+        n = len(xs)
+        mean = sum(xs) / n
+        std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1)) if n > 1 else 0.0
+        cv = std / mean if mean > 0 else 0.0
+        return cls(
+            mean_ms=mean, p50_ms=percentile(xs, 50), p90_ms=percentile(xs, 90), p99_ms=percentile(xs, 99),
+            std_ms=std, cv=cv, throughput_ips=batch * 1000.0 / mean if mean > 0 else 0.0,
+            noisy=cv > NOISY_CV, iters=n, samples_ms=list(samples_ms),
+        )
+
+
+def percentile(sorted_xs: list[float], q: float) -> float:
+    pos = (len(sorted_xs) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_xs) - 1)
+    return sorted_xs[lo] + (sorted_xs[hi] - sorted_xs[lo]) * (pos - lo)
+
+
+@dataclass
+class MemoryFigure:
+    """Peak memory of running one artifact, and how it was measured (the methods differ by runtime)."""
+
+    peak_mb: float
+    baseline_mb: float | None = None
+    delta_mb: float | None = None  # peak − baseline: what loading and running the artifact added
+    method: str = ""
+
+
+@dataclass
+class BenchResult:
+    """One artifact on one runtime and device."""
+
+    artifact: str  # as given on the command line
+    label: str  # stable name used to match baselines: timm name, folder or file name
+    kind: str  # model | folder | onnx | plan
+    pruned: bool
+    runtime: str  # torch | ort | trt
+    device: str  # cpu | cuda
+    precision: str
+    batch: int
+    threads: int | None
+    input_shape: list[int]
+    latency: LatencyStats
+    memory: MemoryFigure | None = None
+    macs: int | None = None  # per image
+    params: int | None = None
+    timing: str = ""  # how the steps were timed
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.label, self.runtime, self.device)
+
+
+@dataclass
+class BenchReport:
+    results: list[BenchResult]
+    env: dict[str, Any]
+    settings: dict[str, Any]
+    created: str = ""
+    notes: list[str] = field(default_factory=list)
+    schema: str = SCHEMA
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _build(cls: type, data: dict[str, Any]) -> Any:
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def report_from_dict(data: Any, source: str = "report") -> BenchReport:
+    """Rebuild a report, failing with one line when the JSON is not a bench report of this schema."""
+    if not isinstance(data, dict) or "schema" not in data:
+        raise IsodeployError(f"'{source}' is not an isodeploy bench report (no 'schema' field); write one with 'isodeploy bench ... --json PATH'")
+    if data["schema"] != SCHEMA:
+        raise IsodeployError(f"'{source}' has schema '{data['schema']}', expected '{SCHEMA}'; re-create it with this isodeploy version's 'bench --json'")
+    try:
+        results = []
+        for item in data["results"]:
+            item = dict(item)
+            item["latency"] = _build(LatencyStats, item["latency"])
+            if item.get("memory"):
+                item["memory"] = _build(MemoryFigure, item["memory"])
+            results.append(_build(BenchResult, item))
+        report = _build(BenchReport, {**data, "results": results})
+    except (KeyError, TypeError) as exc:
+        raise IsodeployError(f"'{source}' is a damaged bench report (missing or wrong field {exc}); re-create it with 'isodeploy bench --json'") from exc
+    return report
+
+
+def load_report(path: Path) -> BenchReport:
+    path = Path(path)
+    if not path.is_file():
+        raise IsodeployError(f"bench report '{path}' does not exist")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise IsodeployError(f"'{path}' is not valid JSON ({exc.__class__.__name__} at {getattr(exc, 'lineno', '?')}:{getattr(exc, 'colno', '?')})") from exc
+    return report_from_dict(data, str(path))
+
+
+def fmt_macs(macs: int | None) -> str:
+    return "-" if macs is None else f"{macs / 1e9:.2f} G"
+
+
+def fmt_params(params: int | None) -> str:
+    return "-" if params is None else f"{params / 1e6:.2f} M"
+
+
+def fmt_mem(mem: MemoryFigure | None) -> str:
+    if mem is None:
+        return "-"
+    if mem.delta_mb is not None:
+        return f"{mem.peak_mb:.0f} MB (+{mem.delta_mb:.0f})"
+    return f"{mem.peak_mb:.0f} MB"
+
+
+RESULT_COLUMNS = ("artifact", "runtime", "device", "batch", "MACs", "params", "mean ms", "p50 ms", "p90 ms", "p99 ms", "CV", "img/s", "peak memory")
+
+
+def result_row(r: BenchResult) -> list[str]:
+    lat = r.latency
+    cv = f"{lat.cv * 100:.1f} %" + (" noisy" if lat.noisy else "")
+    return [
+        r.label, r.runtime, r.device, str(r.batch), fmt_macs(r.macs), fmt_params(r.params),
+        f"{lat.mean_ms:.2f}", f"{lat.p50_ms:.2f}", f"{lat.p90_ms:.2f}", f"{lat.p99_ms:.2f}", cv,
+        f"{lat.throughput_ips:.1f}", fmt_mem(r.memory),
+    ]
+
+
+def markdown_table(header: list[str] | tuple[str, ...], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def measurement_notes(results: list[BenchResult]) -> list[str]:
+    """One line per distinct memory method and timing method, so a reader knows what the figures mean."""
+    lines: list[str] = []
+    for text in dict.fromkeys(r.timing for r in results if r.timing):
+        lines.append(f"timing: {text}")
+    for text in dict.fromkeys(r.memory.method for r in results if r.memory and r.memory.method):
+        lines.append(f"memory: {text}")
+    return lines
+
+
+def to_markdown(report: BenchReport, title: str = "Benchmark") -> str:
+    from isodeploy.bench.envinfo import describe_machine
+
+    s = report.settings
+    out = [f"# {title}", "", f"Machine: {describe_machine(report.env)}.",
+           f"Settings: batch {s.get('batch')}, {s.get('warmup')} warm-up + {s.get('iters')} timed steps, threads {s.get('threads')}.", ""]
+    out.append(markdown_table(RESULT_COLUMNS, [result_row(r) for r in report.results]))
+    out.append("")
+    out += [f"- {line}" for line in measurement_notes(report.results) + report.notes]
+    return "\n".join(out) + "\n"
+
+
+def rich_table(results: list[BenchResult], title: str = "Latency"):
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in RESULT_COLUMNS:
+        table.add_column(col, justify="left" if col in ("artifact", "runtime", "device") else "right")
+    for r in results:
+        row = result_row(r)
+        if r.latency.noisy:
+            row[10] = f"[yellow]{row[10]}[/yellow]"
+        table.add_row(*row)
+    return table
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write text through a temp file in the same folder, then rename."""
+    import os
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

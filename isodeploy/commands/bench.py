@@ -1,0 +1,125 @@
+"""``isodeploy bench``: latency, throughput, peak memory and MACs of artifacts, with an optional CI gate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+from isodeploy.commands.common import ImgSizeOption, JsonOption, WeightsOption, write_json_atomic
+from isodeploy.errors import IsodeployError
+
+ARTIFACT_HELP = "Alias, timm model name, isodeploy output folder, .onnx or .plan (several allowed)."
+RuntimeOption = typer.Option(["torch"], "--runtime", "-r", help="torch | ort (onnxruntime) | trt (TensorRT); repeat or comma-separate for several.")
+DeviceOption = typer.Option(None, "--device", "-d", help="cpu | cuda (default: cuda for --runtime trt, else cpu).")
+BatchOption = typer.Option(None, "--batch", "-b", help="Images per step (default: 256 on cuda, 8 on cpu, as in the paper).")
+WarmupOption = typer.Option(20, "--warmup", help="Untimed warm-up steps.")
+ItersOption = typer.Option(100, "--iters", help="Timed steps.")
+ThreadsOption = typer.Option(None, "--threads", help="CPU threads for torch and onnxruntime intra-op (default: all usable cores).")
+MdOption = typer.Option(None, "--md", help="Also write the report as Markdown to this path.")
+MemoryOption = typer.Option(True, "--memory/--no-memory", help="Measure peak memory (CPU: a fresh subprocess per artifact and runtime).")
+PrecisionOption = typer.Option("fp32", "--precision", help="fp32 | fp16 (torch on cuda only; engines keep their own precision).")
+
+
+def split_runtimes(values: List[str]) -> tuple[str, ...]:
+    return tuple(v.strip() for item in values for v in item.split(",") if v.strip())
+
+
+def make_settings(runtime: List[str], device: Optional[str], batch: Optional[int], warmup: int, iters: int,
+                  threads: Optional[int], weights: str, img_size: Optional[int], memory: bool, precision: str) -> Any:
+    from isodeploy.bench.suite import BenchSettings
+
+    return BenchSettings(runtimes=split_runtimes(runtime), device=device, batch=batch, warmup=warmup, iters=iters,
+                         threads=threads, weights=weights, img_size=img_size, memory=memory, precision=precision).resolved()
+
+
+def progress_bar() -> Any:
+    """A rich progress display on stderr, so tables on stdout stay clean for pipes."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), refresh_per_second=4)
+
+
+def out_console() -> Any:
+    """stdout console; when piped (CI logs), wide enough that tables are not squeezed to 80 columns."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=220)
+
+
+def check_baseline_keys(baseline: Any, artifacts: List[str], settings: Any, name: str) -> None:
+    """Fail before measuring when the baseline cannot cover these artifacts on these runtimes."""
+    from isodeploy.bench.artifacts import resolve_artifact, runtimes_for
+
+    have = {r.key for r in baseline.results}
+    for query in artifacts:
+        ref = resolve_artifact(query, settings.img_size)
+        label = ref.label
+        for runtime in runtimes_for(ref, settings.runtimes):
+            if (label, runtime, settings.device) not in have:
+                listed = ", ".join(sorted({f"{k[0]} ({k[1]}/{k[2]})" for k in have})) or "nothing"
+                raise IsodeployError(f"{name} holds no result for {label} ({runtime}/{settings.device}); it has {listed}: re-create the baseline with the same artifacts, runtimes and device")
+
+
+def bench(
+    artifacts: List[str] = typer.Argument(..., help=ARTIFACT_HELP),
+    runtime: List[str] = RuntimeOption,
+    device: Optional[str] = DeviceOption,
+    batch: Optional[int] = BatchOption,
+    warmup: int = WarmupOption,
+    iters: int = ItersOption,
+    threads: Optional[int] = ThreadsOption,
+    weights: str = WeightsOption,
+    img_size: Optional[int] = ImgSizeOption,
+    memory: bool = MemoryOption,
+    precision: str = PrecisionOption,
+    json_path: Optional[Path] = JsonOption,
+    md_path: Optional[Path] = MdOption,
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help="A previous 'bench --json' report; exit 1 when p50 regresses beyond --max-regression and noise."),
+    max_regression: str = typer.Option("10%", "--max-regression", help="Allowed p50 slow-down against --baseline, e.g. 10% or 0.1."),
+) -> None:
+    """Measure latency (mean/p50/p90/p99, CV, img/s), peak memory and MACs of each artifact on each runtime."""
+    from isodeploy.bench import gate as gate_mod
+    from isodeploy.bench.report import load_report, measurement_notes, rich_table, to_markdown, write_text_atomic
+    from isodeploy.bench.suite import run_bench
+
+    settings = make_settings(runtime, device, batch, warmup, iters, threads, weights, img_size, memory, precision)
+    base = threshold = None
+    if baseline is not None:
+        threshold = gate_mod.parse_regression(max_regression)
+        base = load_report(baseline)
+        check_baseline_keys(base, artifacts, settings, f"baseline '{baseline}'")
+    report = run_bench(artifacts, settings, progress=progress_bar)
+    console = out_console()
+    console.print(rich_table(report.results, title=f"Latency per batch of {settings.batch} ({settings.device})"))
+    for line in measurement_notes(report.results) + report.notes:
+        console.print(f"[dim]- {line}[/dim]")
+    payload = report.to_dict()
+    result = None
+    if base is not None:
+        result = gate_mod.check_regression(report, base, threshold, f"baseline '{baseline}'")
+        payload["gate"] = {"baseline": str(baseline), "max_regression": threshold, "failed": result.failed,
+                           "rows": [dict(vars(r), verdict=r.verdict) for r in result.rows]}
+        console.print(gate_mod.gate_table(result))
+    if json_path:
+        write_json_atomic(json_path, payload)
+    if md_path:
+        text = to_markdown(report)
+        if result is not None:
+            text += "\n## Regression gate\n\n" + gate_mod.gate_markdown(result) + "\n"
+        write_text_atomic(md_path, text)
+    if result is not None and result.failed:
+        worst = max((r for r in result.rows if r.regressed), key=lambda r: r.change)
+        raise IsodeployError(
+            f"p50 latency regressed: {worst.label} ({worst.runtime}/{worst.device}) {worst.base_p50_ms:.2f} → {worst.new_p50_ms:.2f} ms "
+            f"({worst.change * 100:+.1f} %, allowed +{threshold * 100:.0f} %, noise {worst.noise_ms:.2f} ms)",
+            exit_code=1,
+        )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench")(bench)

@@ -1,0 +1,123 @@
+"""``isodeploy export``: a model (alias, timm name or isodeploy folder) to a clean ONNX, FP32 or mixed FP16."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from isodeploy.commands.common import MODEL_HELP, ImgSizeOption, JsonOption, WeightsOption, write_json_atomic
+from isodeploy.errors import IsodeployError
+
+EXPORTER_HELP = "torchscript (default: fastest, falls back to dynamo if it fails) | dynamo (torch.export based)."
+PRECISION_HELP = "fp32 | fp16: mixed precision for TensorRT strongly typed builds (FP32 block list, FP32 I/O)."
+
+
+def default_output(model: str, precision: str) -> Path:
+    """``DIR/model.onnx`` for an isodeploy folder, ``./<model>.onnx`` otherwise (``.fp16.onnx`` for FP16)."""
+    name = "model" if Path(model).is_dir() else Path(model).name
+    folder = Path(model) if Path(model).is_dir() else Path(".")
+    return folder / (f"{name}.fp16.onnx" if precision == "fp16" else f"{name}.onnx")
+
+
+def export_cmd(
+    model: str = typer.Argument(..., help=MODEL_HELP),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="ONNX path; default ./<model>.onnx (DIR/model.onnx for a folder)."),
+    weights: str = WeightsOption,
+    img_size: Optional[int] = ImgSizeOption,
+    opset: int = typer.Option(17, "--opset", help="ONNX opset, 17 or higher (LayerNormalization as one node)."),
+    exporter: Optional[str] = typer.Option(None, "--exporter", help=EXPORTER_HELP),
+    precision: str = typer.Option("fp32", "--precision", help=PRECISION_HELP),
+    static_batch: bool = typer.Option(False, "--static-batch", help="Fix the batch at 1 instead of a dynamic batch dimension."),
+    calib_data: Optional[Path] = typer.Option(None, "--calib-data", help="FP16: folder of images for the activation-range check (default: random normal)."),
+    calib_samples: int = typer.Option(8, "--calib-samples", help="FP16: number of calibration samples."),
+    safe_range: Optional[float] = typer.Option(None, "--safe-range", help="FP16: nodes whose |activation| exceeds this stay FP32 (default 16384)."),
+    json_path: Optional[Path] = JsonOption,
+) -> None:
+    """Export to ONNX (opset ≥ 17, dynamic batch, graphsurgeon clean-up, checked, metadata); --precision fp16 for TensorRT."""
+    from rich.console import Console
+
+    if precision not in ("fp32", "fp16"):
+        raise IsodeployError(f"--precision must be fp32 or fp16, not '{precision}'")
+    from isodeploy.export.onnx import check_opset, describe, export_onnx
+
+    check_opset(opset)  # fail before minutes of model building
+    out = output or default_output(model, precision)
+    console = Console(stderr=True)
+    with console.status(f"loading {model}") as status:
+        from isodeploy.zoo import load_model
+
+        loaded = load_model(model, weights=weights, img_size=img_size)
+        if precision == "fp32":
+            status.update(f"exporting {loaded.timm_name} to ONNX")
+            report = export_onnx(loaded, out, opset=opset, exporter=exporter, dynamic_batch=not static_batch)
+            fp16 = None
+        else:
+            report, fp16 = _export_fp16(loaded, out, opset, exporter, static_batch, calib_data, calib_samples, safe_range, status)
+    Console().print(describe(report))
+    if report.fallback:
+        console.print(f"[yellow]note: {report.fallback}; used the {report.exporter} exporter[/yellow]")
+    if fp16 is not None:
+        _print_fp16(fp16)
+    if json_path:
+        from isodeploy.export.verify_stats import finite_or_none
+
+        write_json_atomic(json_path, finite_or_none({"export": _asdict(report), "fp16": _asdict(fp16) if fp16 else None}))
+
+
+def _export_fp16(loaded, out: Path, opset: int, exporter, static_batch: bool, calib_data, calib_samples: int, safe_range, status):
+    """FP32 export into a temp folder beside ``out``, then the mixed-precision conversion into ``out``."""
+    from isodeploy.export.fp16 import SAFE_RANGE, convert_fp16
+    from isodeploy.export.inputs import image_samples, random_samples
+    from isodeploy.export.onnx import export_onnx
+
+    if calib_samples < 1:
+        raise IsodeployError("--calib-samples must be at least 1")
+    if calib_data is not None:
+        samples = image_samples(calib_data, calib_samples, loaded.input_size, loaded.mean, loaded.std)
+    else:
+        samples = random_samples(calib_samples, loaded.input_size)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.fp32.") as tmp:
+        status.update(f"exporting {loaded.timm_name} to ONNX (FP32)")
+        fp32_path = Path(tmp) / "fp32.onnx"
+        report = export_onnx(loaded, fp32_path, opset=opset, exporter=exporter, dynamic_batch=not static_batch)
+        status.update("measuring activation ranges and converting to FP16")
+        batches = [samples[i:i + 1] for i in range(len(samples))]  # one sample per run: works for a static batch too
+        fp16 = convert_fp16(fp32_path, out, calib_inputs=batches, safe_range=safe_range or SAFE_RANGE)
+    report.path = str(out)
+    report.precision = "fp16"
+    report.size_bytes = fp16.size_bytes
+    return report, fp16
+
+
+def _print_fp16(fp16) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"FP16: {fp16.total_nodes - len(fp16.fp32_nodes)} of {fp16.total_nodes} nodes in FP16; kept in FP32:")
+    for col in ("reason", "nodes", "ops"):
+        table.add_column(col)
+    by_reason: dict[str, list[dict[str, str]]] = {}
+    for node in fp16.fp32_nodes:
+        key = node["reason"].split(" '")[0] if node["reason"].startswith(("activation", "weight")) else node["reason"]
+        by_reason.setdefault(key, []).append(node)
+    for reason, nodes in by_reason.items():
+        ops = sorted({n["op"] for n in nodes})
+        table.add_row(reason if not reason.startswith(("activation", "weight")) else f"{reason} above safe range {fp16.safe_range:g}",
+                      str(len(nodes)), ", ".join(ops))
+    Console().print(table)
+    Console().print(f"largest |activation| on {fp16.calib_batches} calibration batch(es): {fp16.max_activation:.4g}; "
+                    f"{fp16.casts_added} casts added; FP32 inputs/outputs: {fp16.keep_io_types}")
+
+
+def _asdict(obj):
+    from dataclasses import asdict
+
+    return asdict(obj)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export")(export_cmd)

@@ -1,0 +1,59 @@
+"""``isodeploy prune-export MODEL --target onnx|trt -o DIR``: the whole pipeline in one command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from isodeploy.commands.common import MODEL_HELP, ImgSizeOption, JsonOption, WeightsOption, write_json_atomic
+
+
+def prune_export(
+    model: str = typer.Argument(..., help=MODEL_HELP),
+    output: Path = typer.Option(..., "--output", "-o", help="Folder for every artifact (re-runs skip unchanged stages)."),
+    target: str = typer.Option("onnx", "--target", help="onnx (ONNX + onnxruntime) | trt (adds FP16 ONNX and a TensorRT engine; needs an NVIDIA GPU)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="Pruning recipe (see 'isodeploy presets'); default: the alias's recipe, e.g. deit_b → deit-4.2g."),
+    ratio: Optional[float] = typer.Option(None, "--ratio", help="One ratio for every class instead of a preset."),
+    weights: str = WeightsOption,
+    img_size: Optional[int] = ImgSizeOption,
+    finetune_data: Optional[Path] = typer.Option(None, "--finetune-data", help="Images to fine-tune the pruned model on (distillation from the dense one)."),
+    epochs: int = typer.Option(1, "--epochs", help="Fine-tuning epochs."),
+    bench: bool = typer.Option(True, "--bench/--no-bench", help="Measure latency of the dense and pruned ONNX with onnxruntime CPU."),
+    bench_batch: int = typer.Option(1, "--bench-batch", help="Batch size for the CPU latency figures."),
+    bench_iters: int = typer.Option(10, "--bench-iters", help="Timed steps per artifact (after 3 warm-up steps)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="onnxruntime threads for the benchmark (default: every usable core)."),
+    force: bool = typer.Option(False, "--force", help="Redo every stage, and allow an output folder of another model."),
+    json_path: Optional[Path] = JsonOption,
+) -> None:
+    """Prune → (fine-tune) → export ONNX → verify → [FP16 ONNX → TensorRT engine → verify] → bench → report → Triton repo.
+
+    Exit codes: 0 done; 1 a numeric check failed; 2 bad input; 3 TensorRT missing; 4 no CUDA GPU
+    (with --target trt, every stage up to the FP16 ONNX still runs and the report says what was skipped).
+    """
+    from rich.console import Console
+
+    from isodeploy.pipeline.run import PipelineOptions, run_pipeline
+    from isodeploy.pipeline.summary import print_summary
+
+    console = Console()
+    opts = PipelineOptions(model=model, output=output, target=target, preset=preset, ratio=ratio, weights=weights,
+                           img_size=img_size, finetune_data=finetune_data, epochs=epochs, bench=bench, bench_batch=bench_batch,
+                           bench_iters=bench_iters, bench_threads=threads, force=force)
+    with console.status("starting") as status:
+        def say(message: str) -> None:
+            console.print(message)
+            status.update(message)
+
+        result = run_pipeline(opts, say)
+    print_summary(console, result)
+    if json_path:
+        write_json_atomic(json_path, result.report)
+    if result.exit_code:
+        typer.secho(f"error: {result.message}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(result.exit_code)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("prune-export")(prune_export)

@@ -1,0 +1,57 @@
+"""``isodeploy triton-repo``: a Triton model repository entry for a .plan or .onnx."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from isodeploy.commands.common import JsonOption, write_json_atomic
+from isodeploy.errors import IsodeployError
+
+
+def _parse_sizes(text: Optional[str]) -> Optional[list[int]]:
+    if not text:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise IsodeployError(f"--preferred-batch takes comma-separated integers like 8,16, got '{text}'") from exc
+
+
+def triton_repo_cmd(
+    artifact: Path = typer.Argument(..., help="A TensorRT engine (.plan, with its .plan.json) or an .onnx file."),
+    name: str = typer.Option(..., "--name", help="Model name in the repository (letters, digits, '_', '-', '.')."),
+    repo: Path = typer.Option(..., "--output", "-o", help="The model repository folder (created if missing)."),
+    max_batch: Optional[int] = typer.Option(None, "--max-batch", help="max_batch_size; default: the engine profile's max (ONNX: 64)."),
+    device: str = typer.Option("auto", "--device", help="auto (GPU for plans, CPU for ONNX) | gpu | cpu."),
+    preferred: Optional[str] = typer.Option(None, "--preferred-batch", help="Preferred batch sizes, e.g. 8,32; default: opt and max batch."),
+    max_queue_delay_us: int = typer.Option(100, "--max-queue-delay-us", help="Dynamic batcher queue delay in microseconds."),
+    instances: int = typer.Option(1, "--instances", help="Model instances (instance_group count)."),
+    force: bool = typer.Option(False, "--force", help="Replace REPO/NAME when it holds a different model."),
+    json_path: Optional[Path] = JsonOption,
+) -> None:
+    """Write REPO/NAME/config.pbtxt and REPO/NAME/1/model.plan|model.onnx (plus the engine's metadata)."""
+    from rich.console import Console
+
+    from isodeploy.export.triton import write_triton_repo
+
+    report = write_triton_repo(artifact, name, repo, max_batch=max_batch, device=device,
+                               preferred_batch_sizes=_parse_sizes(preferred), max_queue_delay_us=max_queue_delay_us,
+                               instance_count=instances, force=force)
+    console = Console()
+    state = "already up to date" if report.unchanged else "written"
+    console.print(f"[bold]{report.model_dir}[/bold] {state}: {report.platform}, max_batch_size {report.max_batch_size}, "
+                  f"{report.instance_kind}")
+    for rel in report.files:
+        console.print(f"  {report.model_dir}/{rel}", highlight=False)
+    hint = " (the Triton release whose TensorRT built the engine)" if report.platform == "tensorrt_plan" else ""
+    console.print(f"Serve it with{hint}:", highlight=False)
+    console.print(f"  {report.serve_command}", highlight=False, soft_wrap=True)
+    if json_path:
+        write_json_atomic(json_path, report)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("triton-repo")(triton_repo_cmd)

@@ -1,0 +1,152 @@
+"""Read, check and write ONNX files with one clear error line for every way a file can be bad.
+
+Every stage that takes an ONNX path (verify, fp16, the runners) goes through :func:`load_onnx`, so a
+missing, foreign or truncated file reads the same everywhere. Writing goes through
+:func:`save_onnx_atomic`: the model (and its ``.data`` side file when it is over the 2 GB protobuf
+limit) lands in a temp folder beside the target, is checked and shape-inferred there, and only then
+moved into place, so a reader never sees half an artifact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from isodeploy.errors import IsodeployError
+
+#: protobuf cannot serialise a message over 2 GiB; bigger models keep their weights in a side file
+PROTOBUF_LIMIT = 2**31 - 1
+#: prefix of every metadata key isodeploy writes into an ONNX file
+META_PREFIX = "isodeploy."
+
+
+def external_data_path(onnx_path: Path) -> Path:
+    """Where the weights of a large model live: ``model.onnx.data`` beside ``model.onnx``."""
+    return onnx_path.with_name(onnx_path.name + ".data")
+
+
+def load_onnx(path: Path | str, *, load_weights: bool = True) -> Any:
+    """Parse an ONNX file, or raise one line saying whether it is missing, not ONNX, or truncated."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    path = Path(path)
+    if not path.exists():
+        raise IsodeployError(f"ONNX file '{path}' does not exist")
+    if path.is_dir():
+        raise IsodeployError(f"'{path}' is a folder, not an ONNX file")
+    size = path.stat().st_size
+    if size == 0:
+        raise IsodeployError(f"ONNX file '{path}' is empty; re-export it with 'isodeploy export'")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, RuntimeError, ValueError, UnicodeDecodeError) as exc:
+        raise IsodeployError(
+            f"'{path}' is not a valid ONNX file (it may be truncated or another format: {type(exc).__name__}); "
+            "re-export it with 'isodeploy export'"
+        ) from exc
+    if not model.graph.node or not model.graph.output or not model.opset_import:
+        raise IsodeployError(
+            f"'{path}' is not a complete ONNX model (no graph, outputs or opset: truncated?); re-export it with 'isodeploy export'"
+        )
+    if load_weights:
+        _load_external(model, path)
+    return model
+
+
+def _load_external(model: Any, path: Path) -> None:
+    """Pull side-file weights into memory, naming the missing side file when it is absent."""
+    from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+
+    if not any(uses_external_data(t) for t in model.graph.initializer):
+        return
+    try:
+        load_external_data_for_model(model, str(path.parent))
+    except (FileNotFoundError, OSError, ValueError) as exc:
+        raise IsodeployError(
+            f"'{path}' keeps its weights in a side file that could not be read ({exc}); "
+            f"keep '{external_data_path(path).name}' next to it"
+        ) from exc
+
+
+def weights_bytes(model: Any) -> int:
+    """Bytes of initializer data (a proxy for the serialised size that works beyond 2 GB)."""
+    from onnx.external_data_helper import uses_external_data
+
+    total = 0
+    for t in model.graph.initializer:
+        if uses_external_data(t):
+            total += next((int(e.value) for e in t.external_data if e.key == "length"), 0)
+        else:
+            total += len(t.raw_data) or 4 * max(len(t.float_data), len(t.int32_data)) or 8 * len(t.int64_data)
+    return total
+
+
+def read_metadata(model: Any) -> dict[str, str]:
+    """The ``isodeploy.*`` metadata props of a model, keys without the prefix."""
+    return {p.key[len(META_PREFIX):]: p.value for p in model.metadata_props if p.key.startswith(META_PREFIX)}
+
+
+def set_metadata(model: Any, values: dict[str, Any]) -> None:
+    """Replace the ``isodeploy.*`` metadata props; non-string values are stored as JSON."""
+    keep = [p for p in model.metadata_props if not p.key.startswith(META_PREFIX)]
+    del model.metadata_props[:]
+    model.metadata_props.extend(keep)
+    for key, value in values.items():
+        if value is None:
+            continue
+        prop = model.metadata_props.add()
+        prop.key = META_PREFIX + key
+        prop.value = value if isinstance(value, str) else json.dumps(value)
+
+
+def save_onnx_atomic(model: Any, out_path: Path, *, external_threshold: int = PROTOBUF_LIMIT, infer: bool = True) -> bool:
+    """Check, shape-infer and write ``model`` to ``out_path``; returns whether weights went to a side file.
+
+    ``external_threshold`` (bytes of weights) decides the side file; tests lower it to exercise the path.
+    Checks run on the file (``check_model(path)``), which works past 2 GB where in-memory checks cannot.
+    """
+    import onnx
+
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    external = weights_bytes(model) > external_threshold
+    tmp_dir = Path(tempfile.mkdtemp(dir=out_path.parent, prefix=f".{out_path.name}."))
+    try:
+        tmp_model = tmp_dir / out_path.name
+        data_name = external_data_path(out_path).name
+        if external:
+            onnx.save_model(model, str(tmp_model), save_as_external_data=True, all_tensors_to_one_file=True,
+                            location=data_name, size_threshold=1024)
+        else:
+            onnx.save_model(model, str(tmp_model))
+        check_onnx_file(tmp_model, infer=infer)
+        if external:
+            os.replace(tmp_dir / data_name, external_data_path(out_path))
+        os.replace(tmp_model, out_path)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    return external
+
+
+def check_onnx_file(path: Path, *, infer: bool = True) -> None:
+    """``onnx.checker`` plus strict shape inference on a written file; failures are bugs worth one line."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path), full_check=False)
+        if infer:
+            onnx.shape_inference.infer_shapes_path(str(path), str(path), check_type=True, strict_mode=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise IsodeployError(f"the ONNX written for '{path.name}' fails the ONNX checker: {first}") from exc
+
+
+def tensor_shape(value_info: Any) -> list[int | str]:
+    """A graph input/output shape: ints for fixed dims, the symbol (e.g. ``batch``) for dynamic ones."""
+    dims = value_info.type.tensor_type.shape.dim
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]

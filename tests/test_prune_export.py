@@ -1,0 +1,140 @@
+"""`isodeploy prune-export` end to end on a small model: stages, re-runs, --force, interruption, TRT fallback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from isodeploy.cli import main
+
+SMALL = ["deit_tiny_patch16_224", "--weights", "random", "--img-size", "32", "--ratio", "0.3", "--bench-iters", "3"]
+
+
+def _stages(folder: Path) -> dict:
+    return json.loads((folder / "isodeploy.json").read_text())["pipeline"]["stages"]
+
+
+def _run(capsys, *args):
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_onnx_target_runs_every_stage_then_skips_then_forces(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, stdout, err = _run(capsys, "prune-export", *SMALL, "-o", out, "--json", tmp_path / "r.json")
+    assert code == 0, err
+    for name in ("model.safetensors", "isodeploy.json", "model.onnx", "dense.onnx", "bench.json", "report.md", "report.json"):
+        assert (out / name).exists(), name
+    assert list((out / "triton").glob("*/config.pbtxt"))
+    stages = _stages(out)
+    assert {"prune", "export", "verify", "export-dense", "bench", "triton"} <= set(stages)
+    assert all(s["status"] == "done" for s in stages.values())
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["numerics"]["onnxruntime FP32 vs PyTorch"]["passed"] is True
+    assert report["macs"]["after"] < report["macs"]["before"]
+    assert {r["artifact"] for r in report["latency"]} == {"dense.onnx", "model.onnx"}
+    md = (out / "report.md").read_text()
+    for needle in ("Weights were random", "Recipe:", "| hidden |", "MACs", "passed", "Measured on", "finetune: no --finetune-data"):
+        assert needle in md, needle
+    first_onnx = (out / "model.onnx").stat().st_mtime_ns
+
+    code, stdout, _ = _run(capsys, "prune-export", *SMALL, "-o", out)
+    assert code == 0
+    for name in ("prune", "export", "verify", "export-dense", "bench", "triton"):
+        assert f"{name}: unchanged, skipped" in stdout
+    assert (out / "model.onnx").stat().st_mtime_ns == first_onnx
+
+    code, stdout, _ = _run(capsys, "prune-export", *SMALL, "-o", out, "--force")
+    assert code == 0 and "unchanged, skipped" not in stdout
+    assert (out / "model.onnx").stat().st_mtime_ns != first_onnx
+
+    # a changed option redoes prune and everything after it
+    code, stdout, _ = _run(capsys, "prune-export", *SMALL[:-4], "--ratio", "0.5", "--bench-iters", "3", "-o", out)
+    assert code == 0 and "prune: done" in stdout and "export: done" in stdout
+
+
+def test_killed_mid_export_resumes(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "isodeploy", "prune-export", *SMALL, "--no-bench", "-o", str(out)]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+    deadline = time.time() + 120
+    for line in proc.stdout:
+        if line.startswith("export …"):
+            time.sleep(0.5)  # inside torch.onnx export
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        assert time.time() < deadline
+    proc.wait(timeout=30)
+    assert proc.returncode != 0
+    assert "export" not in _stages(out)  # the stage never recorded itself as done
+    assert not (out / "model.onnx").exists() or (out / "model.onnx").stat().st_size > 0
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "prune: unchanged, skipped" in rerun.stdout and "export: done" in rerun.stdout
+    assert _stages(out)["verify"]["detail"]["passed"] is True
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporaries left
+
+
+def test_trt_target_without_tensorrt_stops_after_fp16(tmp_path, capsys):
+    pytest.importorskip("onnxconverter_common")
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("TensorRT is installed here: this test covers machines without it")
+    except ImportError:
+        pass
+    out = tmp_path / "run"
+    code, _, err = _run(capsys, "prune-export", *SMALL, "--target", "trt", "-o", out)
+    assert code == 3
+    assert err.strip().count("\n") == 0 and "TensorRT is not installed" in err and "--target onnx" in err
+    assert (out / "model.fp16.onnx").exists() and (out / "model.onnx").exists()
+    assert not (out / "model.plan").exists()
+    assert _stages(out)["verify-fp16"]["detail"]["passed"] is True
+    md = (out / "report.md").read_text()
+    assert "engine: TensorRT is not installed" in md and "Stopped (exit 3)" in md
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["deit_tiny_patch16_224", "--weights", "random", "--img-size", "32", "--preset", "nope"], "unknown preset 'nope'"),
+        (["resnet18", "--weights", "random", "--img-size", "32", "--preset", "deit-4.2g"], "has no attention heads"),
+        (["resnet18", "--weights", "random", "--img-size", "32"], "has no default recipe"),
+        (["deit_tiny_patch16_224", "--weights", "random", "--img-size", "32", "--ratio", "0.3", "--target", "tpu"], "--target must be"),
+    ],
+)
+def test_bad_pipeline_input(tmp_path, capsys, args, message):
+    code, _, err = _run(capsys, "prune-export", *args, "-o", tmp_path / "o")
+    assert code == 2 and message in err, err
+    assert err.strip().count("\n") == 0
+
+
+def test_output_folder_guards(tmp_path, capsys):
+    a_file = tmp_path / "file"
+    a_file.write_text("keep me")
+    code, _, err = _run(capsys, "prune-export", *SMALL, "-o", a_file)
+    assert code == 2 and "is a file" in err and a_file.read_text() == "keep me"
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "isodeploy.json").write_text(json.dumps({"source": {"timm": "resnet18"}, "pipeline": {}}))
+    code, _, err = _run(capsys, "prune-export", *SMALL, "-o", other)
+    assert code == 2 and "holds a run for 'resnet18'" in err
+    assert json.loads((other / "isodeploy.json").read_text())["source"]["timm"] == "resnet18"
+
+
+def test_not_enough_disk(tmp_path, capsys, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    code, _, err = _run(capsys, "prune-export", *SMALL, "-o", tmp_path / "o")
+    assert code == 2 and "not enough disk" in err

@@ -1,0 +1,214 @@
+"""Triton model repositories: every config.pbtxt is parsed with Triton's own schema and checked against the artifact."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from google.protobuf import text_format
+
+from isodeploy.cli import main
+from isodeploy.errors import IsodeployError
+from isodeploy.export.triton import write_triton_repo
+
+try:
+    from test_tensorrt_build import export_tiny, sample_meta
+except ImportError:  # tests/ collected as a package
+    from tests.test_tensorrt_build import export_tiny, sample_meta
+
+model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient[grpc] is a dev dependency")
+TYPE = model_config_pb2.DataType.Value
+KIND = model_config_pb2.ModelInstanceGroup.Kind.Value
+
+
+def parse_config(model_dir: Path):
+    """Parse config.pbtxt with Triton's ModelConfig schema (unknown fields or bad syntax raise)."""
+    return text_format.Parse((model_dir / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+
+
+def onnx_io(path: Path):
+    graph = onnx.load(str(path), load_external_data=False).graph
+    dims = lambda vi: [d.dim_value if d.dim_value > 0 else -1 for d in vi.type.tensor_type.shape.dim]  # noqa: E731
+    return [(v.name, dims(v)) for v in graph.input], [(v.name, dims(v)) for v in graph.output]
+
+
+def write_plan(folder: Path, name: str = "model.plan", **meta_over) -> Path:
+    """A stand-in engine file plus metadata written by hand (a real plan needs TensorRT and a GPU)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    plan = folder / name
+    plan.write_bytes(b"not-a-real-engine")
+    meta = sample_meta(plan=name, plan_bytes=plan.stat().st_size, **meta_over).to_dict()
+    (folder / f"{name}.json").write_text(json.dumps(meta))
+    return plan
+
+
+# ---------------------------------------------------------------- ONNX
+def test_onnx_config_matches_the_graph_and_onnxruntime(tmp_path):
+    import warnings
+
+    import onnxruntime as ort
+    import torch
+
+    from isodeploy.zoo import load_model
+
+    loaded = load_model("resnet18", weights="random", img_size=64)
+    src = tmp_path / "resnet18.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(loaded.model, (loaded.example_input(2),), str(src), dynamo=False, input_names=["pixels"],
+                          output_names=["logits"], dynamic_axes={"pixels": {0: "b"}, "logits": {0: "b"}}, opset_version=17)
+    report = write_triton_repo(src, "resnet18", tmp_path / "repo", max_batch=32)
+    model_dir = tmp_path / "repo" / "resnet18"
+    cfg = parse_config(model_dir)
+    assert (cfg.name, cfg.platform, cfg.max_batch_size) == ("resnet18", "onnxruntime_onnx", 32)
+    session = ort.InferenceSession(str(model_dir / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [(i.name, list(i.dims)) for i in cfg.input] == [(i.name, i.shape[1:]) for i in session.get_inputs()]
+    assert [i.dims for i in cfg.input] == [[3, 64, 64]]
+    assert [(o.name, list(o.dims)) for o in cfg.output] == [("logits", [1000])]
+    assert [i.data_type for i in cfg.input] == [TYPE("TYPE_FP32")] and cfg.output[0].data_type == TYPE("TYPE_FP32")
+    assert list(cfg.dynamic_batching.preferred_batch_size) == [8, 32]
+    assert cfg.dynamic_batching.max_queue_delay_microseconds == 100
+    assert [(g.kind, g.count) for g in cfg.instance_group] == [(KIND("KIND_CPU"), 1)]
+    assert (model_dir / "1" / "model.onnx").read_bytes() == src.read_bytes()
+    assert report.files == ["1/model.onnx", "config.pbtxt"] and report.unchanged is False
+    out = session.run(None, {"pixels": np.zeros((3, 3, 64, 64), np.float32)})[0]  # the served file runs at batch 3
+    assert out.shape == (3, 1000)
+
+
+def test_onnx_on_gpu_with_custom_batching_and_external_data(tmp_path):
+    src = export_tiny(tmp_path / "m.onnx")
+    model = onnx.load(str(src))
+    ext = tmp_path / "ext" / "big.onnx"
+    ext.parent.mkdir()
+    onnx.save(model, str(ext), save_as_external_data=True, location="big.onnx.data", size_threshold=0)
+    write_triton_repo(ext, "big", tmp_path / "repo", device="gpu", max_batch=16, preferred_batch_sizes=[4, 16, 4],
+                      max_queue_delay_us=500, instance_count=2)
+    model_dir = tmp_path / "repo" / "big"
+    cfg = parse_config(model_dir)
+    assert [(g.kind, g.count) for g in cfg.instance_group] == [(KIND("KIND_GPU"), 2)]
+    assert list(cfg.dynamic_batching.preferred_batch_size) == [4, 16]
+    assert cfg.dynamic_batching.max_queue_delay_microseconds == 500
+    assert (model_dir / "1" / "big.onnx.data").read_bytes() == (ext.parent / "big.onnx.data").read_bytes()
+    ins, outs = onnx_io(ext)
+    assert [(i.name, [-1, *i.dims]) for i in cfg.input] == ins
+    assert [(o.name, [-1, *o.dims]) for o in cfg.output] == outs
+    reloaded = onnx.load(str(model_dir / "1" / "model.onnx"))  # external weights found beside the copied model
+    assert len(reloaded.graph.initializer) == len(model.graph.initializer)
+
+
+def test_fixed_batch_onnx_gets_max_batch_size_0_and_full_dims(tmp_path):
+    src = export_tiny(tmp_path / "m.onnx", dynamic_batch=False)
+    write_triton_repo(src, "fixed", tmp_path / "repo")
+    cfg = parse_config(tmp_path / "repo" / "fixed")
+    assert cfg.max_batch_size == 0 and not cfg.HasField("dynamic_batching")
+    assert [list(i.dims) for i in cfg.input] == [[2, 3, 16, 16]] and [list(o.dims) for o in cfg.output] == [[2, 10]]
+    with pytest.raises(IsodeployError, match="fixed batch dim, so --max-batch cannot apply"):
+        write_triton_repo(src, "fixed2", tmp_path / "repo", max_batch=8)
+
+
+# ---------------------------------------------------------------- TensorRT plans (metadata written by hand)
+def test_plan_config_reads_names_types_shapes_and_profile_from_the_metadata(tmp_path):
+    plan = write_plan(tmp_path / "eng", "deit.plan")
+    meta = json.loads((tmp_path / "eng" / "deit.plan.json").read_text())
+    report = write_triton_repo(plan, "deit_small-v1.2", tmp_path / "repo")
+    model_dir = tmp_path / "repo" / "deit_small-v1.2"
+    cfg = parse_config(model_dir)
+    assert (cfg.platform, cfg.max_batch_size) == ("tensorrt_plan", meta["profile"][0]["max"][0])
+    assert [(i.name, [-1, *i.dims]) for i in cfg.input] == [(t["name"], t["shape"]) for t in meta["inputs"]]
+    assert [(o.name, [-1, *o.dims]) for o in cfg.output] == [(t["name"], t["shape"]) for t in meta["outputs"]]
+    assert cfg.input[0].data_type == TYPE("TYPE_FP32")
+    assert list(cfg.dynamic_batching.preferred_batch_size) == [meta["profile"][0]["opt"][0], 256]
+    assert [(g.kind, g.count) for g in cfg.instance_group] == [(KIND("KIND_GPU"), 1)]
+    assert (model_dir / "1" / "model.plan").read_bytes() == plan.read_bytes()
+    copied = json.loads((model_dir / "1" / "model.plan.json").read_text())
+    assert copied["plan"] == "model.plan" and copied["tensorrt_version"] == meta["tensorrt_version"]
+    assert report.files == ["1/model.plan", "1/model.plan.json", "config.pbtxt"]
+    assert "--gpus all" in report.serve_command
+
+
+def test_plan_with_fp16_io_smaller_max_batch_and_scalar_output(tmp_path):
+    from isodeploy.export.trt_meta import TensorMeta
+
+    plan = write_plan(tmp_path, inputs=[TensorMeta("x", "float16", [-1, 3, 32, 32])],
+                      outputs=[TensorMeta("logits", "float16", [-1, 10]), TensorMeta("score", "int32", [-1])])
+    write_triton_repo(plan, "m", tmp_path / "repo", max_batch=64)
+    cfg = parse_config(tmp_path / "repo" / "m")
+    assert cfg.max_batch_size == 64 and list(cfg.dynamic_batching.preferred_batch_size) == [8, 64]
+    assert [(o.name, o.data_type, list(o.dims)) for o in cfg.output] == [
+        ("logits", TYPE("TYPE_FP16"), [10]), ("score", TYPE("TYPE_INT32"), [1])]
+    assert cfg.output[1].HasField("reshape") and list(cfg.output[1].reshape.shape) == []
+
+
+def test_plan_errors(tmp_path):
+    plan = write_plan(tmp_path)
+    with pytest.raises(IsodeployError, match="--max-batch 512 is outside 1..256"):
+        write_triton_repo(plan, "m", tmp_path / "repo", max_batch=512)
+    with pytest.raises(IsodeployError, match="runs only on a GPU"):
+        write_triton_repo(plan, "m", tmp_path / "repo", device="cpu")
+    from isodeploy.export.trt_onnx import ProfileShape
+
+    late = write_plan(tmp_path / "late", profile=[ProfileShape("input", [4, 3, 224, 224], [8, 3, 224, 224], [64, 3, 224, 224])])
+    with pytest.raises(IsodeployError, match="profile starting at batch 4.*--min-batch 1"):
+        write_triton_repo(late, "m", tmp_path / "repo")
+    (tmp_path / "bare").mkdir()
+    (tmp_path / "bare" / "x.plan").write_bytes(b"engine")
+    with pytest.raises(IsodeployError, match="x.plan.json' is missing"):
+        write_triton_repo(tmp_path / "bare" / "x.plan", "m", tmp_path / "repo")
+    assert not (tmp_path / "repo").exists()  # nothing written on any failure
+
+
+# ---------------------------------------------------------------- names, existing folders, atomicity, CLI
+@pytest.mark.parametrize("name", ["bad/name", "..", ".hidden", "a b", "", "x" * 129, "na\u00efve"])
+def test_illegal_model_names_are_refused(tmp_path, name):
+    with pytest.raises(IsodeployError, match="illegal characters"):
+        write_triton_repo(write_plan(tmp_path), name, tmp_path / "repo")
+    assert not (tmp_path / "repo").exists()
+
+
+def test_existing_folder_same_model_is_a_no_op_different_model_is_refused(tmp_path):
+    a = export_tiny(tmp_path / "a.onnx")
+    b = export_tiny(tmp_path / "b.onnx", hw=20)
+    repo = tmp_path / "repo"
+    write_triton_repo(a, "m", repo)
+    stamp = os.stat(repo / "m" / "config.pbtxt").st_mtime_ns
+    assert write_triton_repo(a, "m", repo).unchanged is True
+    assert os.stat(repo / "m" / "config.pbtxt").st_mtime_ns == stamp
+    with pytest.raises(IsodeployError, match="already holds a different model.*--force"):
+        write_triton_repo(b, "m", repo)
+    with pytest.raises(IsodeployError, match="already holds a different model"):
+        write_triton_repo(a, "m", repo, max_batch=8)  # same file, different config
+    assert (repo / "m" / "1" / "model.onnx").read_bytes() == a.read_bytes()
+    write_triton_repo(b, "m", repo, force=True)
+    assert (repo / "m" / "1" / "model.onnx").read_bytes() == b.read_bytes()
+    assert list(parse_config(repo / "m").input[0].dims) == [3, 20, 20]
+    assert sorted(p.name for p in repo.iterdir()) == ["m"]  # no staging or old folders left behind
+    assert (repo / "m").stat().st_mode & 0o755 == 0o755  # readable by a server running as another user
+
+
+def test_cli_writes_json_and_fails_in_one_line(tmp_path, capsys):
+    src = export_tiny(tmp_path / "m.onnx")
+    rc = main(["triton-repo", str(src), "--name", "tiny", "-o", str(tmp_path / "repo"), "--preferred-batch", "2,4",
+               "--max-batch", "4", "--json", str(tmp_path / "r.json")])
+    assert rc == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["platform"] == "onnxruntime_onnx" and report["max_batch_size"] == 4
+    assert list(parse_config(tmp_path / "repo" / "tiny").dynamic_batching.preferred_batch_size) == [2, 4]
+    capsys.readouterr()
+    cases = [
+        (["--name", "a:b"], "illegal characters"),
+        (["--name", "tiny", "--max-batch", "8"], "already holds a different model"),
+        (["--name", "t2", "--preferred-batch", "2,x"], "comma-separated integers"),
+        (["--name", "t2", "--preferred-batch", "128"], "outside 1..64"),
+        (["--name", "t2", "--device", "tpu"], "unknown --device 'tpu'"),
+    ]
+    for extra, message in cases:
+        assert main(["triton-repo", str(src), "-o", str(tmp_path / "repo"), *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+    assert main(["triton-repo", str(tmp_path / "m.txt"), "--name", "x", "-o", str(tmp_path / "repo")]) == 2
+    assert "neither a .plan" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == ["tiny"]
