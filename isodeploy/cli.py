@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "isodeploy.commands.groups",
     "isodeploy.commands.prune",
     "isodeploy.commands.prune_export",
+    "isodeploy.commands.finetune",
     "isodeploy.commands.export",
     "isodeploy.commands.verify",
     "isodeploy.commands.build_engine",

@@ -138,3 +138,32 @@ def test_not_enough_disk(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
     code, _, err = _run(capsys, "prune-export", *SMALL, "-o", tmp_path / "o")
     assert code == 2 and "not enough disk" in err
+
+
+def test_finetune_stage_feeds_the_export(tmp_path, capsys):
+    from PIL import Image
+
+    data = tmp_path / "images"
+    data.mkdir()
+    for i in range(8):
+        Image.new("RGB", (40, 40), color=(30 * i, 255 - 30 * i, 90)).save(data / f"{i}.png")
+    out = tmp_path / "run"
+    code, stdout, err = _run(capsys, "prune-export", *SMALL, "--no-bench", "--finetune-data", data, "--epochs", "1", "-o", out)
+    assert code == 0, err
+    stages = _stages(out)
+    assert stages["finetune"]["status"] == "done"
+    assert (out / "finetune" / "best" / "model.safetensors").exists()
+    # the exported ONNX is the fine-tuned student, not the just-pruned one
+    import numpy as np
+    import onnxruntime as ort
+
+    import isodeploy
+
+    tuned = isodeploy.load(out / "finetune" / "best").model
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    session = ort.InferenceSession(str(out / "model.onnx"))
+    import torch
+
+    with torch.no_grad():
+        expected = tuned(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(session.run(None, {session.get_inputs()[0].name: x})[0], expected, atol=1e-4, rtol=1e-3)

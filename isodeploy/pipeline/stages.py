@@ -58,15 +58,18 @@ def finetune(p: Pipeline) -> bool:
     if not p.opts.finetune_data:
         p.skipped.append(("finetune", "no --finetune-data given"))
         return True
-    try:
-        from isodeploy.train.api import finetune_folder
-    except ImportError:
-        raise IsodeployError("fine-tuning is not available in this install of isodeploy") from None
+    from isodeploy.train.config import FinetuneConfig
+    from isodeploy.train.loop import run_finetune
+
+    from isodeploy.prune.calib import scan_images
 
     def work():
-        metrics = finetune_folder(p.dir, Path(p.opts.finetune_data), p.dir / "finetune", epochs=p.opts.epochs)
+        images = len(scan_images(Path(p.opts.finetune_data)).paths)  # small folders get a smaller batch, not an error
+        cfg = FinetuneConfig(student=str(p.dir), data=str(p.opts.finetune_data), output=str(p.dir / "finetune"),
+                             epochs=p.opts.epochs, batch_size=max(1, min(64, images)), force=True)
+        report = run_finetune(cfg)
         p._pruned = None
-        return {"metrics": metrics}
+        return {"best_epoch": report.best_epoch, "best_metric": report.best_metric, "best_value": report.best_value}
 
     p.stage("finetune", {"data": str(p.opts.finetune_data), "epochs": p.opts.epochs}, [p.dir / WEIGHTS],
             ["finetune/best/model.safetensors"], work)
