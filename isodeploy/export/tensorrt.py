@@ -8,7 +8,6 @@ against the running TensorRT/GPU and what the Triton writer reads.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 import time
@@ -20,6 +19,7 @@ from typing import Any
 
 from isodeploy import __version__
 from isodeploy.errors import IsodeployError
+from isodeploy.fileio import sha256_file
 from isodeploy.export import trt_env
 from isodeploy.export.trt_env import TrtCaps, cuda_available, tensorrt_available  # noqa: F401 - agreed API
 from isodeploy.export.trt_meta import EngineMeta, TensorMeta, TRT_DTYPES, meta_path, timing_cache_file, write_meta_text
@@ -29,14 +29,6 @@ from isodeploy.export.trt_precision import BuildPlan, plan_precision
 __all__ = ["build_engine", "tensorrt_available", "cuda_available", "EngineMeta"]
 
 Phase = Callable[[str], None]
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _write_atomic(path: Path, data: Any) -> None:
@@ -226,10 +218,10 @@ def build_engine(onnx_path: Path, out_path: Path, *, precision: str = "fp16", mi
             plan=out_path.name, tensorrt_version=caps.version, cuda_version=gpu.cuda_version, gpu_name=gpu.name,
             compute_capability=gpu.compute_capability, precision=precision, strongly_typed=plan.strongly_typed,
             fp16_source=plan.fp16_source, profile=shapes, inputs=inputs, outputs=outputs,
-            source_onnx=str(onnx_path), source_onnx_sha256=_sha256_file(onnx_path), build_seconds=round(seconds, 3),
+            source_onnx=str(onnx_path), source_onnx_sha256=sha256_file(onnx_path), build_seconds=round(seconds, 3),
             builder_optimization_level=opt_level if caps.optimization_level else None, workspace_bytes=workspace_bytes,
             timing_cache=str(cache_file) if cache_file else None, plan_bytes=tmp_plan.stat().st_size,
-            plan_sha256=_sha256_file(tmp_plan), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            plan_sha256=sha256_file(tmp_plan), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             isodeploy_version=__version__, warnings=notes,
         )
         phase("writing the engine and its metadata")

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from isodeploy.commands.common import write_json_atomic
+from isodeploy.fileio import write_json_atomic
 
 
 def _g(x: float | None) -> str:

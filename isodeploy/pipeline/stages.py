@@ -6,7 +6,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from isodeploy.commands.common import write_json_atomic
+from isodeploy.fileio import write_json_atomic
 from isodeploy.errors import IsodeployError
 from isodeploy.pipeline.run import EXIT_NO_CUDA, EXIT_NO_TENSORRT, EXIT_NUMERICS, Pipeline, load_json
 from isodeploy.pipeline.state import file_digest

@@ -7,7 +7,6 @@ buffer is resized to the saved shape, the recorded module attributes are set (``
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -20,18 +19,11 @@ from torch import nn
 
 from isodeploy import __version__
 from isodeploy.errors import IsodeployError
+from isodeploy.fileio import sha256_file
 
 SCHEMA_VERSION = 1
 SPEC_FILE = "isodeploy.json"
 WEIGHTS_FILE = "model.safetensors"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_spec(folder: Path) -> dict[str, Any]:
@@ -79,7 +71,7 @@ def write_folder(folder: Path, model: nn.Module, spec: dict[str, Any], force: bo
     try:
         state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(staging / WEIGHTS_FILE), metadata={"format": "pt", "isodeploy": __version__})
-        spec = dict(spec, weights_sha256=file_sha256(staging / WEIGHTS_FILE))
+        spec = dict(spec, weights_sha256=sha256_file(staging / WEIGHTS_FILE))
         (staging / SPEC_FILE).write_text(json.dumps(spec, indent=2, default=_jsonable) + "\n")
         os.chmod(staging, 0o755)
         for path in staging.iterdir():
@@ -117,7 +109,7 @@ def write_into(folder: Path, model: nn.Module, spec: dict[str, Any], keep: tuple
     try:
         state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
         save_file(state, tmp_weights, metadata={"format": "pt", "isodeploy": __version__})
-        spec = dict(spec, weights_sha256=file_sha256(Path(tmp_weights)))
+        spec = dict(spec, weights_sha256=sha256_file(Path(tmp_weights)))
         spec.update({k: old[k] for k in keep if k in old})
         Path(tmp_spec).write_text(json.dumps(spec, indent=2, default=_jsonable) + "\n")
         for tmp in (tmp_weights, tmp_spec):
@@ -203,7 +195,7 @@ def load_folder(folder: Path):
     if not weights.is_file():
         raise IsodeployError(f"'{folder}' has {SPEC_FILE} but no {WEIGHTS_FILE}")
     expected = spec.get("weights_sha256")
-    if expected and file_sha256(weights) != expected:
+    if expected and sha256_file(weights) != expected:
         raise IsodeployError(f"{weights} does not match the spec (sha256 differs); re-run 'isodeploy prune' or restore the file")
     try:
         state = load_file(str(weights))
