@@ -45,6 +45,7 @@ def build_report(p, load_json: Callable[[Path], dict | None]) -> dict[str, Any]:
         "weights": source.get("weights", p.opts.weights),
         "random_weights": source.get("weights") == "random",
         "recipe": state.get("config", {}),
+        "provenance": _provenance(state.get("config", {}).get("preset")),
         "macs": state.get("macs", {}),
         "params": state.get("params", {}),
         "classes": state.get("classes", []),
@@ -58,6 +59,15 @@ def build_report(p, load_json: Callable[[Path], dict | None]) -> dict[str, Any]:
         "message": p.message,
         "artifacts": artifacts,
     }
+
+
+def _provenance(preset: str | None) -> str | None:
+    if not preset:
+        return None
+    from isodeploy.presets_store import load_presets
+
+    recipe = load_presets()[1].get(preset)
+    return recipe.provenance if recipe else None
 
 
 def _recipe_line(recipe: dict[str, Any]) -> str:
@@ -74,7 +84,10 @@ def render_markdown(data: dict[str, Any]) -> str:
                   "> the widths, MACs, latency and the export checks still do.", ""]
     else:
         lines += [f"Weights: {data['weights']}", ""]
-    lines += ["## Pruning", "", f"Recipe: {_recipe_line(data['recipe'])}.", ""]
+    lines += ["## Pruning", "", f"Recipe: {_recipe_line(data['recipe'])}."]
+    if data.get("provenance"):
+        lines.append(f"Provenance: {data['provenance']}.")
+    lines.append("")
     macs, params = data["macs"], data["params"]
     if macs:
         ratio = macs["after"] / macs["before"] if macs.get("before") else 0
