@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from rich.console import Console
 from rich.table import Table
 
@@ -11,6 +13,15 @@ from isodeploy.graph.analysis import Grouping
 def _widths(values: list[int]) -> str:
     distinct = sorted(set(values))
     return ", ".join(map(str, distinct[:6])) + (" …" if len(distinct) > 6 else "")
+
+
+def _collapse_repeats(items) -> list[tuple[str, str, int]]:
+    """One row per pattern: the same reason on every block (``blocks.N.attn.qkv.weight:0``) is one row."""
+    rows: dict[tuple[str, str], list] = {}
+    for item in items:
+        key = (re.sub(r"\.\d+\.", ".N.", item.param), re.sub(r"\.\d+\.", ".N.", item.reason))
+        rows.setdefault(key, [item.param, item.reason, 0])[2] += 1
+    return [tuple(v) for v in rows.values()]
 
 
 def print_grouping(console: Console, grouping: Grouping, show_params: bool = False) -> None:
@@ -32,8 +43,8 @@ def print_grouping(console: Console, grouping: Grouping, show_params: bool = Fal
         table = Table(title="Not prunable (kept as they are)")
         table.add_column("parameter:dim", overflow="fold")
         table.add_column("reason", overflow="fold")
-        for item in grouping.unprunable:
-            table.add_row(item.param, item.reason)
+        for example, reason, count in _collapse_repeats(grouping.unprunable):
+            table.add_row(example + (f"  (and {count - 1} more like it)" if count > 1 else ""), reason)
         console.print(table)
     if grouping.unsupported:
         table = Table(title="Ops without a channel rule (their dims were frozen)")
