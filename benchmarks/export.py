@@ -34,22 +34,29 @@ FAMILIES = ["deit_tiny_patch16_224", "deit_base_patch16_224", "resnet50", "convn
             "swin_tiny_patch4_window7_224"]
 
 
-def ort_latency(path: Path, input_size: tuple[int, ...], batch: int, threads: int, warmup: int, iters: int) -> dict:
-    """Median and spread of onnxruntime CPU latency with fixed intra-op threads."""
+def ort_latency(paths: dict[str, tuple[Path, tuple[int, ...]]], batch: int, threads: int, warmup: int, iters: int) -> dict[str, dict]:
+    """onnxruntime CPU latency with fixed intra-op threads, runs interleaved (A, B, A, B, ...) so that
+    load from other processes on a shared machine hits every model alike; median per model."""
     from isodeploy.export.runners import OrtRunner
 
-    runner = OrtRunner(path, threads=threads)
-    feeds = {runner.input_names[0]: np.random.default_rng(0).standard_normal((batch, *input_size)).astype(np.float32)}
-    for _ in range(warmup):
-        runner.run(feeds)
-    times = []
+    runners, feeds, times = {}, {}, {}
+    for name, (path, input_size) in paths.items():
+        runners[name] = OrtRunner(path, threads=threads)
+        feeds[name] = {runners[name].input_names[0]: np.random.default_rng(0).standard_normal((batch, *input_size)).astype(np.float32)}
+        times[name] = []
+        for _ in range(warmup):
+            runners[name].run(feeds[name])
     for _ in range(iters):
-        start = time.perf_counter()
-        runner.run(feeds)
-        times.append(time.perf_counter() - start)
-    median = statistics.median(times)
-    return {"batch": batch, "threads": threads, "iters": iters, "median_ms": round(1000 * median, 1),
-            "min_ms": round(1000 * min(times), 1), "images_per_s": round(batch / median, 2)}
+        for name, runner in runners.items():
+            start = time.perf_counter()
+            runner.run(feeds[name])
+            times[name].append(time.perf_counter() - start)
+    out = {}
+    for name, values in times.items():
+        median = statistics.median(values)
+        out[name] = {"batch": batch, "threads": threads, "iters": iters, "median_ms": round(1000 * median, 1),
+                     "min_ms": round(1000 * min(values), 1), "images_per_s": round(batch / median, 2)}
+    return out
 
 
 def macs_of(loaded) -> int | None:
@@ -146,13 +153,15 @@ def compare_exporters(folder: Path, threads: int, warmup: int, iters: int) -> li
     rows = []
     for name in FAMILIES:
         loaded = load_model(name, weights="random")
+        reports, seconds = {}, {}
         for exporter in ("torchscript", "dynamo"):
             start = time.perf_counter()
-            report = export_onnx(loaded, folder / f"{name}.{exporter}.onnx", exporter=exporter)
-            seconds = time.perf_counter() - start
-            lat = ort_latency(Path(report.path), loaded.input_size, 8, threads, warmup, iters)
-            rows.append({"model": name, "exporter": exporter, "export_s": round(seconds, 2), "nodes": report.nodes,
-                         "layernorm_nodes": report.op_counts.get("LayerNormalization", 0), "ort_b8_median_ms": lat["median_ms"]})
+            reports[exporter] = export_onnx(loaded, folder / f"{name}.{exporter}.onnx", exporter=exporter)
+            seconds[exporter] = time.perf_counter() - start
+        lat = ort_latency({e: (Path(r.path), loaded.input_size) for e, r in reports.items()}, 8, threads, warmup, iters)
+        for exporter, report in reports.items():
+            rows.append({"model": name, "exporter": exporter, "export_s": round(seconds[exporter], 2), "nodes": report.nodes,
+                         "layernorm_nodes": report.op_counts.get("LayerNormalization", 0), "ort_b8_median_ms": lat[exporter]["median_ms"]})
             print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -194,9 +203,9 @@ def main(argv: list[str] | None = None) -> int:
         rows = [("dense DeiT-B", dense, dense_path)]
         if pruned is not None:
             rows.append(("pruned DeiT-4.2G", pruned, Path(timing["path"])))
-        lat = {}
-        for name, loaded, path in rows:
-            lat[name] = ort_latency(path, loaded.input_size, args.batch, args.threads, args.warmup, args.iters)
+        lat = ort_latency({name: (path, loaded.input_size) for name, loaded, path in rows}, args.batch, args.threads,
+                          args.warmup, args.iters)
+        for name, loaded, _ in rows:
             lat[name]["macs"] = macs_of(loaded)
             macs = f"{lat[name]['macs'] / 1e9:.2f} GMACs" if lat[name]["macs"] else "MACs n/a (isodeploy.bench.macs missing)"
             print(f"onnxruntime CPU, batch {args.batch}, {args.threads} threads: {name}: {lat[name]['median_ms']:.0f} ms "

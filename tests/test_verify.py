@@ -147,6 +147,13 @@ def test_cli_verify_on_real_images_too(exported, tmp_path):
     assert [s["label"] for s in sets] == ["random", "images"] and sets[1]["inputs"]["samples"] == 3
 
 
+def test_cli_verify_with_the_typed_reference_evaluator(exported, tmp_path):
+    out = tmp_path / "v.json"
+    assert main(["verify", str(exported), "--runtime", "reference", "--inputs", "2", "--batch-sizes", "2", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["passed"] and data["sets"][0]["candidate"].startswith("onnx-reference:")
+
+
 def test_cli_verify_against_an_onnx_reference(exported):
     assert main(["verify", str(exported), "--reference", str(exported), "--inputs", "2", "--atol", "0", "--rtol", "0"]) == 0
 
@@ -217,3 +224,15 @@ def test_cli_exit_code_through_a_real_process(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: ONNX file '{tmp_path / 'missing.onnx'}' does not exist"
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+def test_cuda_torch_reference_is_true_fp32(exported):
+    """On a GPU the PyTorch reference must not use TF32 (cuDNN's default): it still meets the FP32 gates."""
+    from isodeploy.export.runners import OrtRunner, TorchRunner
+
+    loaded = load_model("deit_tiny_patch16_224", weights="random", img_size=32, patch_size=8, depth=2)
+    report = verify(OrtRunner(exported, threads=1), TorchRunner(loaded.model, device="cuda"),
+                    to_batches(random_samples(7, loaded.input_size), [1, 7]), Gates.fp32())
+    assert report.passed, report.failures

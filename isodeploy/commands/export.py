@@ -56,7 +56,11 @@ def export_cmd(
             fp16 = None
         else:
             report, fp16 = _export_fp16(loaded, out, opset, exporter, static_batch, calib_data, calib_samples, safe_range, status)
-    Console().print(describe(report))
+    if fp16 is None:
+        Console().print(describe(report))
+    else:
+        Console().print(f"wrote {out}: FP16 mixed precision, {fp16.size_bytes / 2**20:.1f} MiB, from a {report.exporter} export "
+                        f"(opset {report.opset}, {report.nodes} nodes, {report.seconds:.1f} s) and a {fp16.seconds:.1f} s conversion")
     if report.fallback:
         console.print(f"[yellow]note: {report.fallback}; used the {report.exporter} exporter[/yellow]")
     if fp16 is not None:

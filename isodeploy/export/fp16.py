@@ -75,8 +75,12 @@ def _blocked_nodes(model: Any, ranges: dict[str, float], block_ops: tuple[str, .
     from onnx import numpy_helper
     from onnxconverter_common.float16 import DEFAULT_OP_BLOCK_LIST
 
-    weight_peak = {t.name: float(np.abs(numpy_helper.to_array(t)).max()) for t in model.graph.initializer
-                   if t.data_type == 1 and numpy_helper.to_array(t).size}
+    weight_peak = {}
+    for t in model.graph.initializer:
+        if t.data_type == onnx.TensorProto.FLOAT:
+            values = numpy_helper.to_array(t)
+            if values.size:
+                weight_peak[t.name] = float(np.abs(values).max())
     blocked: dict[str, tuple[str, str]] = {}
     for node in model.graph.node:
         reason = None
@@ -130,7 +134,7 @@ def _bypass_fp16_round_trips(model: Any) -> int:
     """
     import onnx
 
-    inferred = onnx.shape_inference.infer_shapes(model)
+    inferred = _infer(model, "the converted FP16 ONNX")
     types = {v.name: v.type.tensor_type.elem_type for v in [*inferred.graph.value_info, *inferred.graph.input]}
     types.update({t.name: t.data_type for t in model.graph.initializer})
     producer = {o: n for n in model.graph.node for o in n.output}
@@ -164,13 +168,24 @@ def _drop_dead_nodes(model: Any) -> None:
             model.graph.node.remove(node)
 
 
-def _infer(model: Any) -> Any:
+def _infer(model: Any, what: str = "the FP32 ONNX") -> Any:
+    """Shape/type inference in memory, or through a temp file for models past the 2 GB protobuf limit."""
+    import tempfile
+
     import onnx
 
+    from isodeploy.export.onnx_io import PROTOBUF_LIMIT, weights_bytes
+
     try:
-        return onnx.shape_inference.infer_shapes(model, check_type=True, data_prop=True)
+        if weights_bytes(model) < PROTOBUF_LIMIT // 2:
+            return onnx.shape_inference.infer_shapes(model, check_type=True, data_prop=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            src, dst = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
+            onnx.save_model(model, str(src), save_as_external_data=True, location="in.onnx.data")
+            onnx.shape_inference.infer_shapes_path(str(src), str(dst), check_type=True, data_prop=True)
+            return onnx.load(str(dst))
     except onnx.shape_inference.InferenceError as exc:
-        raise IsodeployError(f"shape inference failed on the FP32 ONNX ({str(exc).splitlines()[0][:200]}); re-export it with 'isodeploy export'") from exc
+        raise IsodeployError(f"shape inference failed on {what} ({str(exc).splitlines()[0][:200]}); re-export it with 'isodeploy export'") from exc
 
 
 def _check_loads(model: Any) -> None:

@@ -6,6 +6,7 @@ Like Polygraphy's runners: a name, input/output names, and ``run(feeds) -> outpu
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -44,6 +45,7 @@ class OrtRunner:
         self.metadata = read_metadata(model)
         self.precision = self.metadata.get("precision") or _precision_of(model)
         self.name = f"onnxruntime:{self.path.name}"
+        ort.set_default_logger_severity(3)  # optimizer notes ("cannot remove node") are not the user's concern
         options = ort.SessionOptions()
         options.log_severity_level = 3
         if threads is not None:
@@ -135,10 +137,27 @@ class TorchRunner:
         import torch
 
         args = [torch.from_numpy(np.ascontiguousarray(feeds[n], dtype=np.float32)).to(self.device) for n in self.input_names]
-        with torch.no_grad():
+        with torch.no_grad(), _strict_fp32(self.device):
             out = self.module(*args)
         outs = list(out) if isinstance(out, (tuple, list)) else [out]
         return [o.detach().float().cpu().numpy() for o in outs]
+
+
+@contextlib.contextmanager
+def _strict_fp32(device: Any):
+    """A reference must be true FP32: on CUDA, switch TF32 off (cuDNN convolutions use it by default)."""
+    import torch
+
+    if getattr(device, "type", "cpu") != "cuda":
+        yield
+        return
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    old = (matmul.allow_tf32, cudnn.allow_tf32)
+    matmul.allow_tf32 = cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        matmul.allow_tf32, cudnn.allow_tf32 = old
 
 
 def _precision_of(model: Any) -> str:
