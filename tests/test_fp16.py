@@ -28,8 +28,8 @@ def _fp16_gates(path: Path, module: nn.Module, input_size, samples: int = 14, ru
 
 def _typed_fp16_gates(path: Path, module: nn.Module, input_size):
     """FP16 gates with every tensor stored in its ONNX type (onnx's reference evaluator), as in a strongly
-    typed TensorRT engine. onnxruntime CPU would hide the overflow: it runs FP16 regions without CPU
-    kernels in FP32 and casts only at their borders (shown by the last test below)."""
+    typed TensorRT engine. onnxruntime CPU can hide the overflow: it runs FP16 regions without CPU
+    kernels in FP32 and casts only at their borders (docs/export.md; platform-dependent, so not asserted)."""
     return _fp16_gates(path, module, input_size, runner=ReferenceRunner(path))
 
 
@@ -161,13 +161,6 @@ def test_the_block_list_alone_is_not_enough_calibration_matters(residual_onnx, t
     loaded, path = residual_onnx
     convert_fp16(path, tmp_path / "blockonly.onnx", calib_inputs=[])
     assert not _typed_fp16_gates(tmp_path / "blockonly.onnx", loaded.model, loaded.input_size).passed
-
-
-def test_onnxruntime_cpu_hides_fp16_overflow(residual_onnx, tmp_path):
-    """Why the tests above use the typed evaluator: the naive model 'passes' on onnxruntime CPU."""
-    loaded, path = residual_onnx
-    convert_fp16(path, tmp_path / "naive.onnx", block_ops=(), calib_inputs=[], safe_range=float("inf"))
-    assert _fp16_gates(tmp_path / "naive.onnx", loaded.model, loaded.input_size).passed
 
 
 def test_default_block_list_covers_the_issue_ops():
