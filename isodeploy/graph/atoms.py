@@ -201,13 +201,15 @@ class AtomTable:
         elif not (a_prod or a_sum):
             self._link(ra, rb)
         elif a_prod and b_prod:
-            xs, ys = self.prod[ra], self.prod.pop(rb)
+            # Align the parts first and link only on success: a failure then leaves both split
+            # structures reachable, so the caller's freeze reaches every part of both sides.
+            self.unify(self.prod[ra], self.prod[rb])
+            self.prod.pop(rb)
             self._link(rb, ra)
-            self.unify(xs, ys)
         elif a_sum and b_sum:
-            xs, ys = self.sums[ra], self.sums.pop(rb)
+            self._unify_sums(self.sums[ra], self.sums[rb])
+            self.sums.pop(rb)
             self._link(rb, ra)
-            self._unify_sums(xs, ys)
         else:
             raise AlignmentError("a concatenated dim meets a reshaped dim")
 

@@ -62,14 +62,46 @@ def _is_kernel_dim(prop: Propagation, name: str, dim: int) -> bool:
     return dim >= 2 and module in prop.convs and prop.convs[module].weight == name
 
 
+WEIGHT_OPS = {"linear", "conv1d", "conv2d", "conv3d", "convolution"}
+
+
 def _is_residual(prop: Propagation, atom: int, node_leaves: dict) -> bool:
-    """A residual stream: an ``add`` whose two tensor operands both carry the atom."""
+    """A residual stream: an ``add`` joining two branches that carry the atom *and were produced by
+    different Linear/Conv ops* (x + proj(…)). An add inside one branch (ConvNeXt-V2's GRN computes
+    x + f(x) from the same fc1 output) or of a constant/parameter (a bias, a position table) is not.
+    """
     from isodeploy.graph.propagate import base_op
 
+    memo: dict = {}
+
+    def producers(node) -> frozenset:
+        if node in memo:
+            return memo[node]
+        memo[node] = frozenset()  # guards against revisiting while walking
+        entry = node_leaves.get(node)
+        if entry is None or atom not in entry[1]:
+            result = frozenset()
+        elif base_op(node) in WEIGHT_OPS:
+            result = frozenset([node])
+        else:
+            result = frozenset().union(*[producers(a) for a in _tensor_inputs(node)]) if _tensor_inputs(node) else frozenset()
+        memo[node] = result
+        return result
+
     for node, (ins, _out) in node_leaves.items():
-        if base_op(node) == "add" and sum(atom in leaves for leaves in ins) >= 2:
+        if base_op(node) != "add" or sum(atom in leaves for leaves in ins) < 2:
+            continue
+        branches = [producers(a) for a in _tensor_inputs(node) if node_leaves.get(a) and atom in node_leaves[a][1]]
+        branches = [b for b in branches if b]
+        if len(branches) >= 2 and len(set(branches)) >= 2:
             return True
     return False
+
+
+def _tensor_inputs(node) -> list:
+    from isodeploy.graph.isomorphic import _tensor_inputs as inputs
+
+    return inputs(node)
 
 
 def build_groups(prop: Propagation, node_leaves: dict) -> RawGroups:

@@ -58,6 +58,9 @@ class Propagation:
     events: list[FreezeEvent] = field(default_factory=list)
     convs: dict[str, ConvInfo] = field(default_factory=dict)  # module path → conv info
     attention: dict[str, AttentionInfo] = field(default_factory=dict)
+    #: module path → factor lists of the dims a layer/RMS norm normalises over (its ``normalized_shape``),
+    #: kept even for norms without affine parameters, whose shape no tensor slice would reveal
+    norms: dict[str, list[list[int]]] = field(default_factory=dict)
     state_of_node: dict[fx.Node, str] = field(default_factory=dict)
 
     # -- helpers used by the rules ---------------------------------------------------------------
@@ -130,8 +133,8 @@ def propagate(traced: TracedGraph) -> Propagation:
                 prop.state_of_node[node] = name
             elif node.name in user_inputs:
                 prop.dims[node] = prop.fresh(shape, frozen="model input (image channels, batch and spatial dims)")
-            else:  # lifted constants
-                prop.dims[node] = prop.fresh(shape)
+            else:  # tensors captured as constants: nothing can slice them, so their dims keep identity
+                prop.dims[node] = prop.fresh(shape, frozen="a constant tensor held by the model (not a parameter or buffer)")
         elif node.op == "call_function":
             rule = RULES.get(base_op(node), unsupported_rule)
             result = rule(prop, node)

@@ -176,10 +176,15 @@ def conv(prop: Propagation, node: fx.Node) -> object:
     if bias is not None:
         prop.unify(node, prop.dims_of(bias)[0], out_channels)
     name = prop.state_of_node.get(weight)
+    module = name.rsplit(".", 1)[0] if name else None
+    owned = bool(name) and name in prop.traced.parameters and prop.traced.module_of(node) == module
+    if group_atom is not None and not owned:
+        # A functional grouped conv (timm's BlurPool: F.conv2d(x, self.filt, groups=self.channels)):
+        # nothing would update the module's own group count, so the groups must keep their number.
+        prop.atoms.freeze([group_atom], f"group count of a functional grouped conv at {prop.traced.module_of(node) or 'the model'}")
     if name:
         prop.weight_params.add(name)
-        module = name.rsplit(".", 1)[0]
-        prop.convs[module] = ConvInfo(weight=name, groups=groups, group_atom=group_atom)
+        prop.convs[module] = ConvInfo(weight=name, groups=groups, group_atom=group_atom if owned else None)
     for d in wd[2:]:
         prop.atoms.freeze(d, "conv kernel dim")
     spatial = prop.fresh(out_shape[2:], frozen="spatial dim")
@@ -210,6 +215,7 @@ def batch_norm(prop: Propagation, node: fx.Node) -> object:
 def layer_norm(prop: Propagation, node: fx.Node) -> object:
     xd = prop.dims_of(node.args[0])
     normalized = list(node.args[1])
+    prop.norms[prop.traced.module_of(node)] = xd[len(xd) - len(normalized):]
     params = [a for a in node.args[2:4] if isinstance(a, fx.Node)]
     for param in params:
         pd = prop.dims_of(param)

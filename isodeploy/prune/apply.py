@@ -73,6 +73,14 @@ def fix_modules(model: nn.Module, grouping: Grouping, keep_by_atom: dict[int, li
         module = model.get_submodule(path) if path else model
         change = changes.setdefault(path, ModuleChange(module=path))
         _fix_standard_module(module, path, grouping, keep_by_atom, change)
+    for path, dims in grouping.prop.norms.items():
+        module = model.get_submodule(path) if path else model
+        old = tuple(grouping.prop.atoms.tree(d).size for d in dims)
+        new = tuple(_new_size(grouping, d, keep_by_atom) for d in dims)
+        shape = getattr(module, "normalized_shape", None)
+        # Only the module that owns this norm call (timm LayerNorm2d, RmsNorm, affine-free LayerNorm…).
+        if new != old and shape is not None and tuple(shape) == old:
+            _set(module, changes.setdefault(path, ModuleChange(module=path)), "normalized_shape", new)
     for path, info in grouping.prop.attention.items():
         module = model.get_submodule(path) if path else model
         heads = _new_size(grouping, info.heads, keep_by_atom)
@@ -81,6 +89,8 @@ def fix_modules(model: nn.Module, grouping: Grouping, keep_by_atom: dict[int, li
         old_head_dim = grouping.prop.atoms.tree(info.head_dim).size
         change = changes.setdefault(path, ModuleChange(module=path))
         _fix_attention(module, heads, head_dim, value_dim, old_head_dim, change)
+        if head_dim != old_head_dim and _is_fused_qkv(grouping, path, info):
+            _preserve_temperature(module, heads, head_dim, old_head_dim, change)
     return [c for c in changes.values() if c.attrs or c.notes]
 
 
@@ -106,8 +116,6 @@ def _fix_standard_module(module: nn.Module, path: str, grouping: Grouping, keep_
     elif isinstance(module, nn.modules.batchnorm._NormBase):
         tensor = module.weight if module.weight is not None else module.running_mean
         _set(module, change, "num_features", tensor.shape[0])
-    elif isinstance(module, nn.LayerNorm) and module.weight is not None:
-        _set(module, change, "normalized_shape", tuple(module.weight.shape))
     elif isinstance(module, nn.GroupNorm) and module.weight is not None:
         _set(module, change, "num_channels", module.weight.shape[0])
 
@@ -127,8 +135,23 @@ def _fix_attention(module: nn.Module, heads: int, head_dim: int, value_dim: int,
     scale = getattr(module, "scale", None)
     if isinstance(scale, float) and math.isclose(scale, old_head_dim ** -0.5, rel_tol=1e-6):
         _set(module, change, "scale", head_dim ** -0.5)
-    if head_dim != old_head_dim:
-        _preserve_temperature(module, heads, head_dim, old_head_dim, change)
+
+
+def _is_fused_qkv(grouping: Grouping, path: str, info) -> bool:
+    """True when ``<path>.qkv.weight`` rows are laid out (3, heads, head_dim) with q first, as the
+    grouper traced them: the only layout where the first third of the rows are the queries."""
+    tree = grouping.trees.get((f"{path}.qkv.weight" if path else "qkv.weight", 0))
+    if tree is None:
+        return False
+
+    def flat(t):  # products nest as reshapes split them: (3, (H, D)) is (3, H, D)
+        return [x for p in t.parts for x in flat(p)] if t.kind == "prod" else [t]
+
+    parts = flat(tree)
+    find, factors = grouping.prop.atoms.find, grouping.prop.atoms.factors
+    return (len(parts) == 3 and parts[0].kind == "leaf" and parts[0].size == 3
+            and parts[1].leaves() == [find(a) for a in factors(info.heads)]
+            and parts[2].leaves() == [find(a) for a in factors(info.head_dim)])
 
 
 def _preserve_temperature(module: nn.Module, heads: int, head_dim: int, old_head_dim: int, change: ModuleChange) -> None:

@@ -124,8 +124,9 @@ def _removal_counts(grouping: Grouping, scores: dict[int, torch.Tensor], cfg: Pr
     return keep
 
 
-def _round(grouping: Grouping, counts: dict[int, int], round_to: int) -> dict[int, int]:
-    """Hardware-aligned widths: multiples of ``round_to``, head dims ≥ 16; heads are counts, not rounded."""
+def _round(grouping: Grouping, counts: dict[int, int], round_to: int, max_group_ratio: float) -> dict[int, int]:
+    """Hardware-aligned widths: multiples of ``round_to``, head dims ≥ 16; heads are counts, not rounded.
+    Rounding never takes a group below its ``--max-group-ratio`` floor."""
     out = {}
     for g in grouping.groups:
         k = counts[g.id]
@@ -136,7 +137,8 @@ def _round(grouping: Grouping, counts: dict[int, int], round_to: int) -> dict[in
         if g.width % step != 0:  # a width that was never aligned stays as the ranking left it
             out[g.id] = k
             continue
-        rounded = max(step, int(round(k / step)) * step)
+        floor = int(math.ceil(_min_keep(g.width, max_group_ratio) / step)) * step
+        rounded = max(step, floor, int(round(k / step)) * step)
         if g.kind == "head_dim" and g.width >= MIN_HEAD_DIM:
             rounded = max(rounded, int(math.ceil(MIN_HEAD_DIM / step)) * step)
         out[g.id] = min(rounded, g.width)
@@ -150,7 +152,7 @@ def _top_channels(scores: torch.Tensor, k: int) -> list[int]:
 
 def _plan_at(grouping: Grouping, scores: dict[int, torch.Tensor], cfg: PruneConfig, scale: float, base: tuple[int, int]) -> PrunePlan:
     counts = _removal_counts(grouping, scores, cfg, scale)
-    rounded = _round(grouping, counts, cfg.round_to)
+    rounded = _round(grouping, counts, cfg.round_to, cfg.max_group_ratio)
     unrounded_macs, _ = plan_cost(grouping, {g.atom: counts[g.id] for g in grouping.groups})
     macs, params = plan_cost(grouping, {g.atom: rounded[g.id] for g in grouping.groups})
     keep = {g.id: _top_channels(scores[g.id], rounded[g.id]) for g in grouping.groups if rounded[g.id] < g.width}

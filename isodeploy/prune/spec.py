@@ -69,8 +69,7 @@ def write_folder(folder: Path, model: nn.Module, spec: dict[str, Any], force: bo
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, str(staging / WEIGHTS_FILE), metadata={"format": "pt", "isodeploy": __version__})
+        save_file(tensors_to_save(model), str(staging / WEIGHTS_FILE), metadata={"format": "pt", "isodeploy": __version__})
         spec = dict(spec, weights_sha256=sha256_file(staging / WEIGHTS_FILE))
         (staging / SPEC_FILE).write_text(json.dumps(spec, indent=2, default=_jsonable) + "\n")
         os.chmod(staging, 0o755)
@@ -87,6 +86,16 @@ def write_folder(folder: Path, model: nn.Module, spec: dict[str, Any], force: bo
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return folder
+
+
+def tensors_to_save(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict plus non-persistent buffers: pruning may have sliced those too (BlurPool's
+    filter), and a rebuilt model would otherwise come back with their old shapes."""
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    for name, buffer in model.named_buffers():
+        if name not in state and buffer is not None:
+            state[name] = buffer.detach().contiguous()
+    return state
 
 
 def write_into(folder: Path, model: nn.Module, spec: dict[str, Any], keep: tuple[str, ...] = ("pipeline",)) -> None:
@@ -107,8 +116,7 @@ def write_into(folder: Path, model: nn.Module, spec: dict[str, Any], keep: tuple
     fd, tmp_spec = tempfile.mkstemp(dir=folder, prefix=f".{SPEC_FILE}.", suffix=".tmp")
     os.close(fd)
     try:
-        state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, tmp_weights, metadata={"format": "pt", "isodeploy": __version__})
+        save_file(tensors_to_save(model), tmp_weights, metadata={"format": "pt", "isodeploy": __version__})
         spec = dict(spec, weights_sha256=sha256_file(Path(tmp_weights)))
         spec.update({k: old[k] for k in keep if k in old})
         Path(tmp_spec).write_text(json.dumps(spec, indent=2, default=_jsonable) + "\n")
@@ -171,6 +179,13 @@ def rebuild(spec: dict[str, Any], state: dict[str, torch.Tensor]) -> nn.Module:
     _resize_like(model, state)
     _set_attrs(model, spec.get("modules", []))
     own = model.state_dict()
+    non_persistent = {name for name, _ in model.named_buffers() if name not in own}
+    with torch.no_grad():
+        for name in non_persistent & set(state):
+            owner_name, _, attr = name.rpartition(".")
+            owner = model.get_submodule(owner_name) if owner_name else model
+            owner._buffers[attr] = state[name].clone()
+    state = {k: v for k, v in state.items() if k not in non_persistent}
     missing = [k for k in own if k not in state]
     if missing:
         raise IsodeployError(f"the weights lack '{missing[0]}' for the spec's source model '{source['timm']}' (a changed source model?)")
