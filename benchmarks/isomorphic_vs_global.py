@@ -118,10 +118,10 @@ def run_all(s: Settings, paths: Paths, keep: bool) -> list[dict]:
     dense, follow = plan_jobs(s)
     total = len(dense) + sum(len(v) for v in follow.values()) + len(s.models) * len(s.budgets) * len(s.seeds)
     rows: list[dict] = []
-    log = open(Path(paths.work) / "rows.jsonl", "a")
     context = multiprocessing.get_context("spawn")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with ProcessPoolExecutor(s.jobs, mp_context=context, initializer=init_worker, initargs=(s.threads,)) as pool, \
+    with open(Path(paths.work) / "rows.jsonl", "a") as log, \
+            ProcessPoolExecutor(s.jobs, mp_context=context, initializer=init_worker, initargs=(s.threads,)) as pool, \
             Progress(*columns, console=Console(stderr=True), transient=False) as bar:
         task = bar.add_task("training the dense models", total=total)
         pending: dict[Future, Job] = {pool.submit(run_job, j, s, paths, keep): j for j in dense}
@@ -149,7 +149,6 @@ def run_all(s: Settings, paths: Paths, keep: bool) -> list[dict]:
                         pending[pool.submit(run_job, nxt, s, paths, keep)] = nxt
                 top1 = row.get("finetuned_top1", row.get("val_top1"))
                 bar.update(task, advance=1, description=f"{job.id}: top-1 {top1:.1f} % ({row['seconds']:.0f} s)")
-    log.close()
     return rows
 
 
