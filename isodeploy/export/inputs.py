@@ -13,7 +13,7 @@ import numpy as np
 
 from isodeploy.errors import IsodeployError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".gif")
 DEFAULT_CROP_PCT = 0.875
 
 

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from isodeploy.fileio import sha256_file
+
 STATE_FILE = "isodeploy.json"
 
 
@@ -31,13 +33,8 @@ class StageRecord:
 
 def file_digest(path: Path) -> str:
     """sha256 of a file (and of its external-data side file, which must travel with an ONNX)."""
-    digest = hashlib.sha256()
-    for part in (Path(path), Path(str(path) + ".data")):
-        if part.is_file():
-            with open(part, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(chunk)
-    return digest.hexdigest()
+    parts = [p for p in (Path(path), Path(str(path) + ".data")) if p.is_file()]
+    return "+".join(sha256_file(p) for p in parts)
 
 
 def stage_key(name: str, options: dict[str, Any], inputs: list[Path]) -> str:
@@ -104,7 +101,7 @@ def clean_stale_temporaries(folder: Path) -> list[str]:
     """Remove temp files a killed run left behind (``.name.*.tmp`` and staging folders)."""
     removed = []
     for path in Path(folder).glob(".*"):
-        if path.name.endswith(".tmp") or ".raw." in path.name or path.name.startswith(".model.") or ".tmp" in path.name:
+        if ".tmp" in path.name or ".raw." in path.name or path.name.startswith(".model."):
             if path.is_dir():
                 import shutil
 

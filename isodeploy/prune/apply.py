@@ -41,11 +41,6 @@ def _get_tensor(model: nn.Module, name: str) -> torch.Tensor:
     return getattr(owner, attr)
 
 
-def kept_sizes(grouping: Grouping, keep: dict[int, list[int]]) -> dict[int, int]:
-    """New width per atom after pruning (atoms not pruned keep their size)."""
-    return {atom: len(idx) for atom, idx in keep.items()}
-
-
 def slice_tensors(model: nn.Module, grouping: Grouping, keep_by_atom: dict[int, list[int]]) -> set[str]:
     """Index-select every tensor dim that contains a pruned atom; returns the touched tensor names."""
     touched: set[str] = set()

@@ -12,8 +12,7 @@ from typing import Iterator
 import torch
 
 from isodeploy.errors import IsodeployError
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".gif"}
+from isodeploy.export.inputs import IMAGE_SUFFIXES  # one list of image types for every command
 
 
 @dataclass
@@ -51,22 +50,14 @@ def scan_images(root: Path) -> ImageList:
 
 
 def load_image(path: Path, size: tuple[int, int], mean, std) -> torch.Tensor | None:
-    """Resize (shorter side), centre-crop and normalise; None for a file PIL can't read."""
-    from PIL import Image, UnidentifiedImageError
+    """The same timm eval preprocessing as ``verify --data``; None for a file that can't be read."""
+    from isodeploy.export.inputs import load_image as load_eval_image
 
     try:
-        with Image.open(path) as img:
-            img = img.convert("RGB")
-            h, w = size
-            scale = max(h / img.height, w / img.width)
-            img = img.resize((max(w, round(img.width * scale)), max(h, round(img.height * scale))), Image.BILINEAR)
-            left, top = (img.width - w) // 2, (img.height - h) // 2
-            img = img.crop((left, top, left + w, top + h))
-            data = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).reshape(h, w, 3)
-    except (OSError, UnidentifiedImageError, ValueError):
+        array = load_eval_image(path, (3, *size), mean, std)
+    except IsodeployError:
         return None
-    tensor = data.permute(2, 0, 1).float() / 255.0
-    return (tensor - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+    return torch.from_numpy(array)
 
 
 def calibration_batches(source: str, input_size: tuple[int, int, int], mean, std, batches: int,
