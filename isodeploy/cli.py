@@ -1,18 +1,20 @@
 """The ``isodeploy`` command line: a thin Typer shell over the Python API.
 
 Each command lives in ``isodeploy/commands/<name>.py`` and exposes ``register(app)``; this file only
-assembles them and turns :class:`IsodeployError` into one ``error:`` line and a non-zero exit.
+assembles them and turns :class:`IsodeployError`, usage errors and unreadable/unwritable paths into one
+``error:`` line and an :class:`~isodeploy.core.errors.ExitCode`.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import typer
 
 from isodeploy import __version__
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import ExitCode, IsodeployError
 
 # Command modules, in the order `--help` lists them. Each has `register(app: typer.Typer) -> None`.
 COMMAND_MODULES = [
@@ -55,6 +57,60 @@ for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)
 
 
+def _is_usage_error(exc: BaseException) -> bool:
+    """Click's usage errors, whether from click itself or typer's vendored copy of it."""
+    classes = []
+    try:
+        from typer._click import exceptions as vendored
+
+        classes.append(vendored.ClickException)
+    except ImportError:  # older typer: plain click
+        pass
+    try:
+        import click
+
+        classes.append(click.ClickException)
+    except ImportError:
+        pass
+    return isinstance(exc, tuple(classes)) or (hasattr(exc, "show") and hasattr(exc, "exit_code") and hasattr(exc, "format_message"))
+
+
+def _print_usage_error(exc: BaseException) -> int:
+    """Click's usage text and one ``error:`` line on stderr; never a traceback."""
+    ctx = getattr(exc, "ctx", None)
+    name = type(exc).__name__
+    if name == "NoArgsIsHelpError" and ctx is not None:
+        typer.echo(ctx.get_help(), err=True)
+        typer.echo(f"error: no {'command' if ctx.parent is None else 'arguments'} given", err=True)
+        return ExitCode.BAD_INPUT
+    if ctx is not None:
+        typer.echo(ctx.get_usage(), err=True)
+        typer.echo(f"Try '{ctx.command_path} --help' for help.", err=True)
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    typer.echo(f"error: {' '.join(str(message).split())}", err=True)
+    code = getattr(exc, "exit_code", ExitCode.BAD_INPUT)
+    return int(code) if isinstance(code, int) and code != 0 else ExitCode.BAD_INPUT
+
+
+def _say_error(message: str) -> None:
+    """One ``error:`` line; under torchrun only rank 0 says it (every rank fails the same way)."""
+    if os.environ.get("RANK", "0") == "0":
+        typer.secho(f"error: {' '.join(message.split())}", fg=typer.colors.RED, err=True)
+
+
+def _leave_process_group() -> None:
+    """Under torchrun, tear the process group down before exiting, so no rank aborts."""
+    if "torch.distributed" not in sys.modules:
+        return
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+    except Exception:  # noqa: BLE001 - exiting anyway; the exit code says what happened
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: run the app, mapping user errors to one line and an exit code."""
     try:
@@ -63,9 +119,11 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(code, int):
             return code
     except IsodeployError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        _say_error(str(exc))
+        _leave_process_group()
         return exc.exit_code
     except typer.Exit as exc:
+        _leave_process_group()
         return exc.exit_code
     except typer.Abort:
         typer.echo("aborted", err=True)
@@ -73,14 +131,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         return 130
+    except MemoryError:
+        _say_error("out of memory; lower the batch size or the image size")
+        _leave_process_group()
+        return ExitCode.BAD_INPUT
+    except OSError as exc:  # a file or folder the user named cannot be read or written
+        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        _say_error(f"cannot access{where}: {exc.strerror or exc}")
+        _leave_process_group()
+        return ExitCode.BAD_INPUT
     except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
+        if _is_usage_error(exc):
+            return _print_usage_error(exc)
         raise
-    return 0
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

@@ -1,0 +1,30 @@
+"""The one exit-code enum and the one exception type for every user-facing failure.
+
+The CLI turns an :class:`IsodeployError` into a single ``error: ...`` line and ``exit_code``;
+scripts and CI branch on the codes, so they are fixed here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Process exit codes of every ``isodeploy`` command (docs/reliability.md)."""
+
+    OK = 0
+    NUMERIC = 1  # a numeric check (verify gate, regression gate) failed
+    BAD_INPUT = 2  # bad arguments, files or environment; also usage errors
+    NO_TENSORRT = 3  # TensorRT is not installed or does not load
+    NO_CUDA = 4  # no CUDA GPU is visible
+
+
+class IsodeployError(Exception):
+    """A failure caused by the user's input or environment, with a one-line explanation.
+
+    ``exit_code`` lets stages signal distinct outcomes (e.g. TensorRT missing) to scripts.
+    """
+
+    def __init__(self, message: str, exit_code: int = ExitCode.BAD_INPUT) -> None:
+        super().__init__(message)
+        self.exit_code = int(exit_code)
