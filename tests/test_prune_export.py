@@ -81,7 +81,7 @@ def test_killed_mid_export_resumes(tmp_path):
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert "prune: unchanged, skipped" in rerun.stdout and "export: done" in rerun.stdout
     assert _stages(out)["verify"]["detail"]["passed"] is True
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporaries left
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [".isodeploy-owned.json"]  # no temporaries left
 
 
 def test_trt_target_without_tensorrt_stops_after_fp16(tmp_path, capsys):

@@ -59,8 +59,11 @@ def prune(
 
     if norm not in ("l1", "l2"):
         raise IsodeployError(f"--norm must be l1 or l2; got '{norm}'")
-    if output.exists() and not output.is_dir():
-        raise IsodeployError(f"-o {output} is a file; give a folder path")
+    from isodeploy.core.artifacts import legacy_entries
+    from isodeploy.core.fileio import probe_output_folder
+
+    # -o is checked before the long work (the write re-checks under the folder's lock)
+    probe_output_folder(output, adopt=legacy_entries, input_folder=Path(model) if Path(model).is_dir() else None)
     ref = resolve(model)
     recipe = preset or (ref.alias.recipe if ref.alias else None)
     explicit = dict(ratio=ratio, embed_ratio=embed_ratio, mlp_ratio=mlp_ratio, head_ratio=head_ratio, head_dim_ratio=head_dim_ratio)

@@ -1,8 +1,12 @@
 """``prune-export``: every stage in order, each writing into one folder and skipped when unchanged.
 
 load → prune → (fine-tune) → export FP32 ONNX → verify → [trt: FP16 ONNX → engine → verify engine]
-→ bench → report.md/json → Triton repository. Exit codes: 0 done, 1 a numeric check failed,
-2 bad input, 3 TensorRT missing, 4 CUDA missing (stages up to the FP16 ONNX still ran).
+→ bench → report.md/json → Triton repository. Exit codes (:class:`~isodeploy.core.errors.ExitCode`):
+0 done, 1 a numeric check failed, 2 bad input, 3 TensorRT missing, 4 CUDA missing (stages up to the
+FP16 ONNX still ran).
+
+The run holds the output folder's lock throughout, replaces only entries the folder's ownership
+marker lists as isodeploy's, and first removes temporaries of killed runs (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -13,10 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from isodeploy.errors import IsodeployError
-from isodeploy.pipeline.state import StageBook, StageRecord, clean_stale_temporaries, read_state, stage_key
+from isodeploy.core.artifacts import legacy_entries
+from isodeploy.core.errors import ExitCode, IsodeployError
+from isodeploy.core.fileio import OutputFolder, clean_system_temps, open_output_folder
+from isodeploy.pipeline.state import STATE_FILE, StageBook, StageRecord, read_state, stage_key
 
-EXIT_NUMERICS, EXIT_NO_TENSORRT, EXIT_NO_CUDA = 1, 3, 4
+# Kept for the stage modules; the values are the ExitCode members.
+EXIT_NUMERICS, EXIT_NO_TENSORRT, EXIT_NO_CUDA = ExitCode.NUMERIC, ExitCode.NO_TENSORRT, ExitCode.NO_CUDA
+#: Entries a pipeline run writes at the folder's top level (their old-style temporaries are cleaned).
+KNOWN_OUTPUTS = ("model.safetensors", STATE_FILE, "model.onnx", "dense.onnx", "model.fp16.onnx", "model.plan",
+                 "model.plan.json", "verify.json", "verify_fp16.json", "verify_engine.json", "bench.json",
+                 "report.md", "report.json", "triton", "finetune")
 
 
 @dataclass
@@ -59,8 +70,9 @@ class Pipeline:
         self.book = StageBook(self.dir, opts.force)
         self._dense = None
         self._pruned = None
-        self.exit_code = 0
+        self.exit_code = ExitCode.OK
         self.message = ""
+        self.out: OutputFolder | None = None  # set while run() holds the folder
         self.skipped: list[tuple[str, str]] = []  # (stage, why) for the report
 
     # -- lazily loaded models ------------------------------------------------------------------
@@ -89,6 +101,8 @@ class Pipeline:
     def stage(self, name: str, options: dict[str, Any], inputs: list[Path], outputs: list[str],
               work: Callable[[], dict[str, Any] | None]) -> StageRecord:
         key = stage_key(name, options, inputs)
+        if self.out is not None:
+            self.out.claim(*outputs)  # refuses to overwrite an entry isodeploy did not write
         if self.book.is_fresh(name, key):
             old = self.book.recorded(name) or {}
             record = StageRecord(name=name, key=key, seconds=0.0, outputs=outputs, status="skipped", detail=old.get("detail", {}))
@@ -96,6 +110,7 @@ class Pipeline:
             self.book.record(record)
             return record
         self.say(f"[bold]{name}[/] …")
+        self.book.forget(name)  # a run killed inside work() must not leave the old record looking fresh
         start = time.perf_counter()
         detail = work() or {}
         seconds = time.perf_counter() - start
@@ -108,43 +123,48 @@ class Pipeline:
     def run(self) -> PipelineResult:
         from isodeploy.pipeline import stages
 
-        self._check_output_folder()
-        removed = clean_stale_temporaries(self.dir)
-        if removed:
-            self.say(f"removed {len(removed)} temporary file(s) left by an interrupted run")
-        ok = stages.prune(self) and stages.finetune(self) and stages.export(self) and stages.verify(self)
-        if ok and self.opts.target == "trt":
-            ok = stages.fp16(self) and stages.engine(self)
-        if ok and self.opts.bench:
-            stages.bench(self)
-        if ok:
-            stages.triton(self)
-        report = stages.report(self)
+        model_folder = Path(self.opts.model) if Path(self.opts.model).is_dir() else None
+        with open_output_folder(self.dir, adopt=legacy_entries, input_folder=model_folder, known_names=KNOWN_OUTPUTS) as out:
+            self.out = out
+            self.dir = out.path
+            self.book.folder = out.path
+            self._check_model_matches()
+            self._check_disk()
+            clean_system_temps()
+            try:
+                ok = stages.prune(self) and stages.finetune(self) and stages.export(self) and stages.verify(self)
+                if ok and self.opts.target == "trt":
+                    ok = stages.fp16(self) and stages.engine(self)
+                if ok and self.opts.bench:
+                    stages.bench(self)
+                if ok:
+                    stages.triton(self)
+                out.claim("report.md", "report.json")
+                report = stages.report(self)
+            finally:
+                self.out = None
         return PipelineResult(self.dir, self.book.records, self.exit_code, self.message, report)
 
-    def _check_output_folder(self) -> None:
-        if self.dir.exists() and not self.dir.is_dir():
-            raise IsodeployError(f"-o {self.dir} is a file; give a folder path")
-        if self.dir.is_dir() and any(self.dir.iterdir()):
-            state = read_state(self.dir)
-            if not state:
-                raise IsodeployError(f"-o {self.dir} is a non-empty folder that is not an isodeploy output; choose another")
-            from isodeploy.zoo import resolve
+    def _check_model_matches(self) -> None:
+        """An isodeploy folder of another model is replaced only with --force (only its isodeploy files)."""
+        have = read_state(self.dir).get("source")
+        have = have.get("timm") if isinstance(have, dict) else None
+        if not have:
+            return
+        from isodeploy.zoo import resolve
 
-            wanted = resolve(self.opts.model).timm_name
-            have = state.get("source", {}).get("timm")
-            if have and have != wanted and not self.opts.force:
-                raise IsodeployError(f"-o {self.dir} holds a run for '{have}', not '{wanted}'; choose another folder or pass --force")
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._check_disk()
+        wanted = resolve(self.opts.model).timm_name
+        if have != wanted and not self.opts.force:
+            raise IsodeployError(f"-o {self.dir} holds a run for '{have}', not '{wanted}'; choose another folder or pass --force")
 
     def _check_disk(self) -> None:
         """Fail before any work when the artifacts can't fit: weights, two FP32 ONNX files, an FP16 one
         and an engine come to about 5× the dense model's FP32 size."""
         import shutil
 
-        params = read_state(self.dir).get("params", {}).get("before")  # a re-run need not load the model
-        if params is None:
+        params = read_state(self.dir).get("params", {})  # a re-run need not load the model
+        params = params.get("before") if isinstance(params, dict) else None
+        if not isinstance(params, int) or params <= 0:
             params = sum(p.numel() for p in self.dense.model.parameters())
         need = 5 * 4 * params
         free = shutil.disk_usage(self.dir).free
@@ -162,11 +182,23 @@ def run_pipeline(opts: PipelineOptions, say: Callable[[str], None] = print) -> P
         raise IsodeployError(f"--target must be onnx or trt; got '{opts.target}'")
     if opts.bench_iters < 2 or opts.bench_batch < 1:
         raise IsodeployError("--bench-iters must be ≥ 2 and --bench-batch ≥ 1")
+    if opts.epochs < 1:
+        raise IsodeployError(f"--epochs must be ≥ 1; got {opts.epochs}")
+    if opts.verify_inputs < 1:
+        raise IsodeployError(f"verify inputs must be ≥ 1; got {opts.verify_inputs}")
+    if opts.ratio is not None:
+        from isodeploy.core.artifacts import check_fraction
+
+        check_fraction(opts.ratio, "--ratio", low=0.0, high=1.0)
+    if opts.finetune_data is not None and not Path(opts.finetune_data).is_dir():
+        raise IsodeployError(f"--finetune-data {opts.finetune_data} is not a folder of images")
     return Pipeline(opts, say).run()
 
 
 def load_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object the run wrote, or None when it is missing or damaged (the report says so)."""
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
+    return data if isinstance(data, dict) else None

@@ -8,9 +8,6 @@ buffer is resized to the saved shape, the recorded module attributes are set (``
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -50,42 +47,51 @@ def read_spec_source(folder: Path) -> str:
 
 
 def write_folder(folder: Path, model: nn.Module, spec: dict[str, Any], force: bool = False) -> Path:
-    """Write weights + spec into ``folder`` atomically: build in a temp folder, then rename into place.
+    """Write weights + spec into ``folder`` under its lock, each file atomically (temp + rename).
 
-    An existing folder is replaced only if it is an isodeploy folder of the same source model, or with
-    ``force``; anything else is refused so that nothing of an earlier run is lost by mistake.
+    Only ``model.safetensors`` and ``isodeploy.json`` are replaced; everything else in the folder (a
+    pipeline's ONNX and reports, ``finetune/``, the user's notes) stays, and the pipeline's stage
+    hashes notice the new weights. A folder holding files isodeploy did not write is refused, with
+    ``force`` too; one holding another model is replaced only with ``force``; the folder the model
+    was loaded from is refused.
     """
+    from isodeploy.core.artifacts import legacy_entries
+    from isodeploy.core.fileio import open_output_folder
+
+    source = str(spec.get("source", {}).get("weights", ""))
+    input_folder = Path(source[len("folder:"):]) if source.startswith("folder:") else None
+    with open_output_folder(folder, adopt=legacy_entries, input_folder=input_folder, known_names=(WEIGHTS_FILE, SPEC_FILE)) as out:
+        old = _old_spec(out.path)
+        have = old.get("source", {}).get("timm") if isinstance(old.get("source"), dict) else None
+        if have and have != spec["source"]["timm"] and not force:
+            raise IsodeployError(f"-o {out.path} holds a pruned '{have}', not '{spec['source']['timm']}'; choose another folder or pass --force")
+        out.claim(WEIGHTS_FILE, SPEC_FILE)
+        _write_weights_and_spec(out.path, model, spec, old, keep=("pipeline",))
+        return out.path
+
+
+def _old_spec(folder: Path) -> dict[str, Any]:
+    try:
+        old = json.loads((Path(folder) / SPEC_FILE).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return old if isinstance(old, dict) else {}
+
+
+def _write_weights_and_spec(folder: Path, model: nn.Module, spec: dict[str, Any], old: dict[str, Any], keep: tuple[str, ...]) -> None:
+    """Weights first, then the spec naming their hash: a kill between the two leaves a spec whose
+    hash no longer matches, which every reader refuses and every re-run replaces."""
     from safetensors.torch import save_file
 
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise IsodeployError(f"-o {folder} is a file; give a folder path")
-    if folder.is_dir() and any(folder.iterdir()) and not force:
-        if not (folder / SPEC_FILE).is_file():
-            raise IsodeployError(f"-o {folder} is a non-empty folder that is not an isodeploy output; choose another or pass --force")
-        old = read_spec(folder)["source"]["timm"]
-        if old != spec["source"]["timm"]:
-            raise IsodeployError(f"-o {folder} holds a pruned '{old}', not '{spec['source']['timm']}'; choose another folder or pass --force")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        save_file(tensors_to_save(model), str(staging / WEIGHTS_FILE), metadata={"format": "pt", "isodeploy": __version__})
-        spec = dict(spec, weights_sha256=sha256_file(staging / WEIGHTS_FILE))
-        (staging / SPEC_FILE).write_text(json.dumps(spec, indent=2, default=_jsonable) + "\n")
-        os.chmod(staging, 0o755)
-        for path in staging.iterdir():
-            os.chmod(path, 0o644)
-        if folder.exists():
-            backup = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-            os.replace(folder, backup)
-            os.replace(staging, folder)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            os.replace(staging, folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return folder
+    from isodeploy.core.fileio import atomic_path
+
+    with atomic_path(folder / WEIGHTS_FILE) as tmp_weights:
+        save_file(tensors_to_save(model), str(tmp_weights), metadata={"format": "pt", "isodeploy": __version__})
+        digest = sha256_file(tmp_weights)
+    spec = dict(spec, weights_sha256=digest)
+    spec.update({k: old[k] for k in keep if k in old})
+    with atomic_path(folder / SPEC_FILE) as tmp_spec:
+        tmp_spec.write_text(json.dumps(spec, indent=2, default=_jsonable) + "\n")
 
 
 def tensors_to_save(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -99,34 +105,11 @@ def tensors_to_save(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def write_into(folder: Path, model: nn.Module, spec: dict[str, Any], keep: tuple[str, ...] = ("pipeline",)) -> None:
-    """Write weights + spec into an existing folder, file by file (temp + rename), keeping the
-    ``keep`` sections of an existing spec (the pipeline's stage record)."""
-    from safetensors.torch import save_file
-
+    """Write weights + spec into a folder the caller already holds (the pipeline's locked output),
+    file by file (temp + rename), keeping the ``keep`` sections of an existing spec."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    old = {}
-    if (folder / SPEC_FILE).is_file():
-        try:
-            old = json.loads((folder / SPEC_FILE).read_text())
-        except json.JSONDecodeError:
-            old = {}
-    fd, tmp_weights = tempfile.mkstemp(dir=folder, prefix=f".{WEIGHTS_FILE}.", suffix=".tmp")
-    os.close(fd)
-    fd, tmp_spec = tempfile.mkstemp(dir=folder, prefix=f".{SPEC_FILE}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors_to_save(model), tmp_weights, metadata={"format": "pt", "isodeploy": __version__})
-        spec = dict(spec, weights_sha256=sha256_file(Path(tmp_weights)))
-        spec.update({k: old[k] for k in keep if k in old})
-        Path(tmp_spec).write_text(json.dumps(spec, indent=2, default=_jsonable) + "\n")
-        for tmp in (tmp_weights, tmp_spec):
-            os.chmod(tmp, 0o644)
-        os.replace(tmp_weights, folder / WEIGHTS_FILE)
-        os.replace(tmp_spec, folder / SPEC_FILE)
-    finally:
-        for tmp in (tmp_weights, tmp_spec):
-            Path(tmp).unlink(missing_ok=True)
+    _write_weights_and_spec(folder, model, spec, _old_spec(folder), keep)
 
 
 def _jsonable(value: Any) -> Any:
