@@ -79,13 +79,15 @@ def _print_usage_error(exc: BaseException) -> int:
     """Click's usage text and one ``error:`` line on stderr; never a traceback."""
     ctx = getattr(exc, "ctx", None)
     name = type(exc).__name__
-    if name == "NoArgsIsHelpError" and ctx is not None:
-        typer.echo(ctx.get_help(), err=True)
-        typer.echo(f"error: no {'command' if ctx.parent is None else 'arguments'} given", err=True)
-        return ExitCode.BAD_INPUT
     if ctx is not None:
         typer.echo(ctx.get_usage(), err=True)
         typer.echo(f"Try '{ctx.command_path} --help' for help.", err=True)
+    else:
+        typer.echo("Usage: isodeploy [OPTIONS] COMMAND [ARGS]...\nTry 'isodeploy --help' for help.", err=True)
+    if name == "NoArgsIsHelpError":
+        parent = getattr(ctx, "parent", None) if ctx is not None else None
+        typer.echo(f"error: no {'command' if parent is None else 'arguments'} given", err=True)
+        return ExitCode.BAD_INPUT
     message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
     typer.echo(f"error: {' '.join(str(message).split())}", err=True)
     code = getattr(exc, "exit_code", ExitCode.BAD_INPUT)
