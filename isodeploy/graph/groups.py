@@ -62,15 +62,12 @@ def _is_kernel_dim(prop: Propagation, name: str, dim: int) -> bool:
     return dim >= 2 and module in prop.convs and prop.convs[module].weight == name
 
 
-WEIGHT_OPS = {"linear", "conv1d", "conv2d", "conv3d", "convolution"}
-
-
 def _is_residual(prop: Propagation, atom: int, node_leaves: dict) -> bool:
     """A residual stream: an ``add`` joining two branches that carry the atom *and were produced by
     different Linear/Conv ops* (x + proj(…)). An add inside one branch (ConvNeXt-V2's GRN computes
     x + f(x) from the same fc1 output) or of a constant/parameter (a bias, a position table) is not.
     """
-    from isodeploy.graph.propagate import base_op
+    from isodeploy.graph.propagate import base_op, role_of
 
     memo: dict = {}
 
@@ -81,7 +78,7 @@ def _is_residual(prop: Propagation, atom: int, node_leaves: dict) -> bool:
         entry = node_leaves.get(node)
         if entry is None or atom not in entry[1]:
             result = frozenset()
-        elif base_op(node) in WEIGHT_OPS:
+        elif role_of(node) == "weight":
             result = frozenset([node])
         else:
             result = frozenset().union(*[producers(a) for a in _tensor_inputs(node)]) if _tensor_inputs(node) else frozenset()

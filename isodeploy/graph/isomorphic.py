@@ -13,21 +13,7 @@ import hashlib
 
 from torch import fx
 
-from isodeploy.graph.propagate import Propagation, base_op, shape_of
-
-# Ops that only move data around: they are looked through when wiring, never listed.
-LAYOUT_OPS = {
-    "view", "reshape", "_unsafe_view", "flatten", "unflatten", "squeeze", "unsqueeze", "permute", "transpose", "t",
-    "expand", "expand_as", "contiguous", "clone", "alias", "detach", "dropout", "native_dropout", "to", "_to_copy",
-    "getitem", "roll", "pad", "constant_pad_nd", "reshape_as", "view_as", "type_as", "swapaxes", "view_copy",
-    "permute_copy", "expand_copy", "lift_fresh_copy", "_assert_tensor_metadata",
-}
-# Elementwise ops with two tensor operands: part of a group's topology only when both carry it.
-BINARY_OPS = {"add", "sub", "rsub", "mul", "div", "where", "maximum", "minimum", "masked_fill"}
-SHORT_NAMES = {"scaled_dot_product_attention": "sdpa", "conv2d": "conv", "conv1d": "conv", "convolution": "conv",
-               "batch_norm": "bn", "_native_batch_norm_legit_no_training": "bn", "layer_norm": "ln",
-               "group_norm": "gn", "adaptive_avg_pool2d": "pool", "avg_pool2d": "pool", "max_pool2d": "maxpool"}
-
+from isodeploy.graph.propagate import Propagation, base_op, role_of, shape_of
 
 def node_leaf_sets(prop: Propagation) -> dict[fx.Node, tuple[list[set[int]], set[int]]]:
     """For every op node: the leaf atoms of each tensor input, and of its output(s)."""
@@ -64,22 +50,16 @@ def _tensor_inputs(node: fx.Node) -> list[fx.Node]:
     return found
 
 
+def _spec(node: fx.Node):
+    from isodeploy.graph.ops import TABLE  # noqa: PLC0415
+
+    return TABLE.lookup(node)
+
+
 def _attrs(node: fx.Node) -> str:
-    """What changes an op's computation, without widths."""
-    op = base_op(node)
-    if op in ("conv1d", "conv2d", "conv3d", "convolution"):
-        weight = shape_of(node.args[1].meta.get("val"))
-        groups = int(node.args[8] if op == "convolution" else (node.args[6] if len(node.args) > 6 else 1))
-        stride = tuple(node.args[3]) if len(node.args) > 3 else (1,)
-        dilation = tuple(node.args[5]) if len(node.args) > 5 else (1,)
-        in_channels = shape_of(node.args[0].meta.get("val"))[1]
-        grouping = "dw" if groups > 1 and groups == in_channels else ("g" if groups > 1 else "")
-        return f"k{'x'.join(map(str, weight[2:]))}s{'x'.join(map(str, stride))}d{'x'.join(map(str, dilation))}{grouping}"
-    if op in ("max_pool2d", "avg_pool2d"):
-        return f"k{node.args[1]}s{node.args[2] if len(node.args) > 2 else ''}"
-    if op == "gelu":
-        return str(node.kwargs.get("approximate", node.args[1] if len(node.args) > 1 else "none"))
-    return ""
+    """What changes an op's computation, without widths (the op table's ``attrs``)."""
+    spec = _spec(node)
+    return spec.attrs(node) if spec is not None and spec.attrs is not None else ""
 
 
 def _role(prop: Propagation, node: fx.Node, atom: int) -> str:
@@ -99,10 +79,10 @@ def group_signature(prop: Propagation, atom: int, node_leaves: dict) -> tuple[st
     touched_set = set(touched)
     compute: list[fx.Node] = []
     for node in touched:
-        op = base_op(node)
-        if op in LAYOUT_OPS:
+        role = role_of(node)
+        if role in ("layout", "none"):
             continue
-        if op in BINARY_OPS and sum(atom in s for s in node_leaves[node][0]) < 2:
+        if role == "binary" and sum(atom in s for s in node_leaves[node][0]) < 2:
             continue
         compute.append(node)
     index = {n: i for i, n in enumerate(compute)}
@@ -123,7 +103,8 @@ def group_signature(prop: Propagation, atom: int, node_leaves: dict) -> tuple[st
     full = "|".join(tokens)
     names: list[str] = []
     for node in compute:
-        name = SHORT_NAMES.get(base_op(node), base_op(node))
+        spec = _spec(node)
+        name = (spec.short if spec is not None and spec.short else None) or base_op(node)
         if not names or names[-1] != name:
             names.append(name)
     short = "→".join(names[:8]) + (f"→…({len(compute)} ops)" if len(names) > 8 else "")

@@ -96,10 +96,10 @@ def op_name(node: fx.Node) -> str:
     target = node.target
     if isinstance(target, str):
         return target
-    text = str(target)
-    if text.startswith("aten.") or text.startswith("prims."):
-        return text.split(".")[1]
-    return getattr(target, "__name__", text)
+    packet = getattr(target, "overloadpacket", None)
+    if packet is not None:
+        return getattr(packet, "__name__", str(packet)).split(".")[-1]
+    return getattr(target, "__name__", str(target))
 
 
 def base_op(node: fx.Node) -> str:
@@ -108,16 +108,32 @@ def base_op(node: fx.Node) -> str:
     return name[:-1] if name.endswith("_") and not name.endswith("__") else name
 
 
+def role_of(node: fx.Node) -> str:
+    """The op's role in topology signatures, from the op table (``compute`` when unknown)."""
+    from isodeploy.graph.ops import TABLE  # noqa: PLC0415 - the table's rules import this module
+
+    spec = TABLE.lookup(node)
+    return spec.role if spec is not None else "compute"
+
+
 def shape_of(value: Any) -> tuple[int, ...] | None:
     if isinstance(value, torch.Tensor):
         return tuple(int(s) for s in value.shape)
     return None
 
 
-def propagate(traced: TracedGraph) -> Propagation:
-    """Run every node through its rule; unknown ops freeze what they touch and are reported."""
-    from isodeploy.graph.rules import RULES, unsupported_rule  # noqa: PLC0415 - rules import this module
+def propagate(traced: TracedGraph, strict: bool = False, extra_rules: dict | None = None) -> Propagation:
+    """Run every node through its rule; unknown ops freeze what they touch and are reported.
 
+    Every rule's result is checked against the node's traced shape (:mod:`isodeploy.graph.checked`):
+    a rule that raises or disagrees freezes what the node touches with that reason, or under
+    ``strict`` raises one :class:`~isodeploy.graph.checked.RuleError` naming node, op, module and line.
+    ``extra_rules`` maps ops (packets, overloads or names) to rules used for this call only.
+    """
+    from isodeploy.graph.checked import run_rule  # noqa: PLC0415 - the rules import this module
+    from isodeploy.graph.ops import TABLE, OpTable  # noqa: PLC0415
+
+    overrides = {OpTable.resolve(k): v for k, v in (extra_rules or {}).items()}
     prop = Propagation(traced=traced, atoms=AtomTable())
     user_inputs = set(traced.user_inputs)
     for node in traced.graph.nodes:
@@ -136,8 +152,10 @@ def propagate(traced: TracedGraph) -> Propagation:
             else:  # tensors captured as constants: nothing can slice them, so their dims keep identity
                 prop.dims[node] = prop.fresh(shape, frozen="a constant tensor held by the model (not a parameter or buffer)")
         elif node.op == "call_function":
-            rule = RULES.get(base_op(node), unsupported_rule)
-            result = rule(prop, node)
+            target = getattr(node.target, "overloadpacket", node.target)
+            spec = TABLE.lookup(node)
+            rule = overrides.get(target) or (spec.rule if spec is not None else None)
+            result = run_rule(prop, node, rule, strict)
             if result is not None:
                 prop.dims[node] = result
         elif node.op == "output":

@@ -85,12 +85,15 @@ def _min_keep(width: int, max_group_ratio: float) -> int:
     return max(1, math.ceil(width * (1.0 - max_group_ratio) - 1e-9))
 
 
-def _removal_counts(grouping: Grouping, scores: dict[int, torch.Tensor], cfg: PruneConfig, scale: float) -> dict[int, int]:
-    """How many channels each group keeps before rounding."""
+def _removal_counts(grouping: Grouping, scores: dict[int, torch.Tensor], cfg: PruneConfig, scale: float,
+                    frozen: frozenset[int] = frozenset()) -> dict[int, int]:
+    """How many channels each group keeps before rounding; ``frozen`` groups keep all."""
     keep = {g.id: g.width for g in grouping.groups}
     floors = {g.id: _min_keep(g.width, cfg.max_group_ratio) for g in grouping.groups}
     if cfg.ranking == "local":
         for g in grouping.groups:
+            if g.id in frozen:
+                continue
             remove = int(round(cfg.ratio_for(g.kind) * scale * g.width))
             if g.width - remove < floors[g.id]:
                 raise IsodeployError(
@@ -100,10 +103,12 @@ def _removal_counts(grouping: Grouping, scores: dict[int, torch.Tensor], cfg: Pr
         return keep
     pools: list[tuple[int, list[int]]] = []  # (channels to remove, group ids competing)
     for iso in grouping.classes:
-        total = sum(grouping.groups[i].width for i in iso.group_ids)
-        pools.append((int(round(cfg.ratio_for(iso.kind) * scale * total)), list(iso.group_ids)))
+        members = [i for i in iso.group_ids if i not in frozen]
+        total = sum(grouping.groups[i].width for i in members)
+        if members:
+            pools.append((int(round(cfg.ratio_for(iso.kind) * scale * total)), members))
     if cfg.ranking == "global":
-        pools = [(sum(n for n, _ in pools), [g.id for g in grouping.groups])]
+        pools = [(sum(n for n, _ in pools), [g.id for g in grouping.groups if g.id not in frozen])]
     for n_remove, group_ids in pools:
         if n_remove <= 0:
             continue
@@ -150,8 +155,9 @@ def _top_channels(scores: torch.Tensor, k: int) -> list[int]:
     return sorted(order.tolist())
 
 
-def _plan_at(grouping: Grouping, scores: dict[int, torch.Tensor], cfg: PruneConfig, scale: float, base: tuple[int, int]) -> PrunePlan:
-    counts = _removal_counts(grouping, scores, cfg, scale)
+def _plan_at(grouping: Grouping, scores: dict[int, torch.Tensor], cfg: PruneConfig, scale: float, base: tuple[int, int],
+             frozen: frozenset[int] = frozenset()) -> PrunePlan:
+    counts = _removal_counts(grouping, scores, cfg, scale, frozen)
     rounded = _round(grouping, counts, cfg.round_to, cfg.max_group_ratio)
     unrounded_macs, _ = plan_cost(grouping, {g.atom: counts[g.id] for g in grouping.groups})
     macs, params = plan_cost(grouping, {g.atom: rounded[g.id] for g in grouping.groups})
@@ -161,12 +167,17 @@ def _plan_at(grouping: Grouping, scores: dict[int, torch.Tensor], cfg: PruneConf
                      macs_unrounded=unrounded_macs, scale=scale)
 
 
-def make_plan(grouping: Grouping, scores: dict[int, torch.Tensor], cfg: PruneConfig) -> PrunePlan:
-    """The plan for ``cfg``; with ``target_macs`` the ratios are scaled until MACs land within 1 %."""
+def make_plan(grouping: Grouping, scores: dict[int, torch.Tensor], cfg: PruneConfig,
+              frozen: frozenset[int] | set[int] = frozenset()) -> PrunePlan:
+    """The plan for ``cfg``; with ``target_macs`` the ratios are scaled until MACs land within 1 %.
+
+    ``frozen`` group ids keep every channel (classes the self-check found unsafe to prune).
+    """
     cfg.validate()
+    frozen = frozenset(frozen)
     base = plan_cost(grouping, {})
     if cfg.target_macs is None:
-        return _plan_at(grouping, scores, cfg, 1.0, base)
+        return _plan_at(grouping, scores, cfg, 1.0, base, frozen)
     if all(cfg.ratio_for(k) == 0 for k in KIND_FIELDS):
         # No ratios given: search one ratio shared by every class (the scale multiplies 0.5).
         cfg = replace(cfg, ratio=0.5)
@@ -179,7 +190,7 @@ def make_plan(grouping: Grouping, scores: dict[int, torch.Tensor], cfg: PruneCon
     for _ in range(40):
         mid = (low + high) / 2
         try:
-            plan = _plan_at(grouping, scores, cfg, mid, base)
+            plan = _plan_at(grouping, scores, cfg, mid, base, frozen)
         except IsodeployError:
             high = mid
             continue

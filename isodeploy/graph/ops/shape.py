@@ -1,6 +1,6 @@
 """Channel rules for ops that move, split, join, reduce or index dims, and for attention.
 
-Registered into :data:`isodeploy.graph.rules.RULES` on import.
+Registered into the op table (:mod:`isodeploy.graph.ops.table`) on import.
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from torch import fx
 
 from isodeploy.graph.atoms import AlignmentError
 from isodeploy.graph.propagate import AttentionInfo, Dims, Propagation, op_name, shape_of
-from isodeploy.graph.rules import RULES, _arg, _norm_dim, _val_shape, rule, unsupported_rule
+from isodeploy.graph.ops.core import _arg, _norm_dim, _val_shape, unsupported_rule
+from isodeploy.graph.ops.table import register_op, rule
 
 SPATIAL = "spatial/token dim"
 
@@ -346,3 +347,9 @@ def sdpa(prop: Propagation, node: fx.Node) -> object:
     return batch + [q[-2], v[-1]]
 
 
+
+
+# Ops that only move data around: signatures look through them (they never change a group's topology).
+register_op(("view", "reshape", "_unsafe_view", "flatten", "unflatten", "squeeze", "unsqueeze", "permute", "transpose",
+             "t", "expand", "expand_as", "getitem", "roll", "pad", "constant_pad_nd", "reshape_as", "view_as", "swapaxes",
+             "view_copy", "permute_copy", "expand_copy", "squeeze_", "unsqueeze_", "transpose_", "t_"), role="layout")

@@ -1,29 +1,17 @@
-"""Per-op channel rules: one small function per ATen op family, keyed by op name in ``RULES``.
+"""Channel rules of pointwise ops, constructors and the layers with weights (linear, conv, norms).
 
 A rule reads its inputs' dims (product lists of atoms), couples what the op couples, and returns the
-output's dims. An op without a rule goes to :func:`unsupported_rule`, which freezes every dim it
-touches and reports it: a missing rule must never become a silent guess (DESIGN §2b).
+output's dims; it is registered into the one op table (:mod:`isodeploy.graph.ops.table`). An op
+without a rule goes to :func:`unsupported_rule`, which freezes every dim it touches and reports it:
+a missing rule must never become a silent guess (``docs/grouper.md``).
 """
 
 from __future__ import annotations
 
-from typing import Callable
-
 from torch import fx
 
+from isodeploy.graph.ops.table import register_op, rule
 from isodeploy.graph.propagate import ConvInfo, Dims, Propagation, op_name, shape_of
-
-Rule = Callable[[Propagation, fx.Node], object]
-RULES: dict[str, Rule] = {}
-
-
-def rule(*names: str) -> Callable[[Rule], Rule]:
-    def register(fn: Rule) -> Rule:
-        for name in names:
-            RULES[name] = fn
-        return fn
-
-    return register
 
 
 def _val_shape(node: fx.Node) -> tuple[int, ...]:
@@ -46,7 +34,11 @@ def _norm_dim(dim: int, ndim: int) -> int:
 # -- fallbacks ------------------------------------------------------------------------------------
 def unsupported_rule(prop: Propagation, node: fx.Node) -> object:
     """No rule: freeze every input dim and give the outputs fresh frozen atoms."""
-    reason = f"no channel rule for op '{op_name(node)}'"
+    return freeze_node(prop, node, f"no channel rule for op '{op_name(node)}'")
+
+
+def freeze_node(prop: Propagation, node: fx.Node, reason: str) -> object:
+    """Freeze every dim ``node`` reads (reported as unsupported) and give its outputs fresh frozen atoms."""
     for arg in _tensor_args(node):
         dims = prop.dims_of(arg)
         if dims:
@@ -71,7 +63,7 @@ def _tensor_args(node: fx.Node) -> list[fx.Node]:
     return out
 
 
-@rule("_assert_tensor_metadata", "_assert_scalar", "sym_constrain_range_for_size", "_assert_async")
+@rule("_assert_tensor_metadata", "_assert_scalar", "sym_constrain_range_for_size", "_assert_async", role="none")
 def no_output(prop: Propagation, node: fx.Node) -> object:
     return None
 
@@ -86,13 +78,13 @@ def constructor(prop: Propagation, node: fx.Node) -> object:
 
 # -- pointwise ---------------------------------------------------------------------------------------
 @rule("clone", "contiguous", "alias", "detach", "dropout", "to", "_to_copy", "type_as", "lift", "_to_dim_order_copy",
-      "feature_dropout", "alpha_dropout")
+      "feature_dropout", "alpha_dropout", role="layout")
 def identity(prop: Propagation, node: fx.Node) -> object:
     """Same dims as the first tensor argument (``type_as`` only borrows the other's dtype)."""
     return prop.dims_of(node.args[0])
 
 
-@rule("native_dropout")
+@rule("native_dropout", role="layout")
 def native_dropout(prop: Propagation, node: fx.Node) -> object:
     dims = prop.dims_of(node.args[0])
     return (dims, dims)
@@ -131,7 +123,7 @@ def pointwise(prop: Propagation, node: fx.Node) -> object:
 
 
 # -- layers with weights -------------------------------------------------------------------------------
-@rule("linear")
+@rule("linear", role="weight")
 def linear(prop: Propagation, node: fx.Node) -> object:
     x, weight, bias = node.args[0], node.args[1], _arg(node, 2, "bias")
     xd, wd = prop.dims_of(x), prop.dims_of(weight)
@@ -143,7 +135,7 @@ def linear(prop: Propagation, node: fx.Node) -> object:
     return xd[:-1] + [wd[0]]
 
 
-@rule("conv1d", "conv2d", "conv3d", "convolution")
+@rule("conv1d", "conv2d", "conv3d", "convolution", role="weight")
 def conv(prop: Propagation, node: fx.Node) -> object:
     """Conv couples in-channels with weight dim 1 and out-channels with dim 0, per group.
 
@@ -247,5 +239,35 @@ def group_norm(prop: Propagation, node: fx.Node) -> object:
     return xd
 
 
-# The shape, indexing and attention rules register themselves into RULES.
-from isodeploy.graph import rules_shape  # noqa: E402,F401
+# -- what changes an op's computation, and how signatures name it --------------------------------------
+def conv_attrs(node: fx.Node) -> str:
+    """Kernel, stride, dilation and grouping (depthwise or grouped), without widths."""
+    weight = _val_shape(node.args[1])
+    groups = int(_arg(node, 8, "groups", 1) if op_name(node) == "convolution" else _arg(node, 6, "groups", 1))
+    stride = tuple(_arg(node, 3, "stride", (1,)))
+    dilation = tuple(_arg(node, 5, "dilation", (1,)))
+    in_channels = _val_shape(node.args[0])[1]
+    grouping = "dw" if groups > 1 and groups == in_channels else ("g" if groups > 1 else "")
+    return f"k{'x'.join(map(str, weight[2:]))}s{'x'.join(map(str, stride))}d{'x'.join(map(str, dilation))}{grouping}"
+
+
+def pool_attrs(node: fx.Node) -> str:
+    return f"k{_arg(node, 1, 'kernel_size', '')}s{_arg(node, 2, 'stride', '')}"
+
+
+def gelu_attrs(node: fx.Node) -> str:
+    return str(node.kwargs.get("approximate", node.args[1] if len(node.args) > 1 else "none"))
+
+
+register_op(("conv1d", "conv2d", "conv3d", "convolution"), attrs=conv_attrs, short="conv")
+register_op(("max_pool2d", "avg_pool2d"), attrs=pool_attrs)
+register_op(("gelu", "gelu_"), attrs=gelu_attrs)
+for _names, _short in ((("batch_norm", "_native_batch_norm_legit_no_training"), "bn"), (("layer_norm",), "ln"),
+                       (("group_norm",), "gn"), (("adaptive_avg_pool2d", "avg_pool2d"), "pool"), (("max_pool2d",), "maxpool"),
+                       (("scaled_dot_product_attention",), "sdpa")):
+    register_op(_names, short=_short)
+
+# Elementwise ops with two tensor operands: part of a group's topology only when both carry it.
+register_op(("add", "add_", "sub", "sub_", "rsub", "mul", "mul_", "div", "div_", "where", "maximum", "minimum",
+             "masked_fill", "masked_fill_"), role="binary")
+register_op("lift_fresh_copy", role="layout")
