@@ -39,6 +39,7 @@ class ArtifactRef:
     #: timm creation kwargs the source was built with (from the ONNX metadata), to rebuild it for MACs
     source_kwargs: dict[str, Any] = field(default_factory=dict)
     img_size: int | None = None
+    role: str = ""  # dense | pruned | uniform-twin | standard, when the caller says (selects the ratios reported)
 
 
 def resolve_artifact(query: str, img_size: int | None = None) -> ArtifactRef:
@@ -86,14 +87,10 @@ def runtimes_for(ref: ArtifactRef, runtimes: tuple[str, ...]) -> tuple[str, ...]
 
 
 def onnx_metadata(path: Path) -> dict[str, str]:
-    """The ONNX file's metadata props, read without loading the weights."""
-    import onnx
+    """The ONNX file's metadata props, read without loading the weights (one reader: the runtime layer's)."""
+    from isodeploy.runtime.onnx_info import file_metadata
 
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf raises DecodeError and friends
-        raise IsodeployError(f"'{path}' is not a readable ONNX file ({type(exc).__name__})") from exc
-    return {p.key: p.value for p in model.metadata_props}
+    return file_metadata(path)
 
 
 def plan_metadata(path: Path) -> dict[str, Any]:
@@ -116,13 +113,9 @@ def _first(meta: dict[str, Any], keys: tuple[str, ...]) -> Any:
 
 
 def _json_dict(value: Any) -> dict[str, Any]:
-    if isinstance(value, dict):
-        return value
-    try:
-        data = json.loads(value) if isinstance(value, str) else {}
-    except json.JSONDecodeError:
-        return {}
-    return data if isinstance(data, dict) else {}
+    from isodeploy.runtime.onnx_info import json_dict
+
+    return json_dict(value)
 
 
 def _plan_source_metadata(path: Path) -> dict[str, Any]:

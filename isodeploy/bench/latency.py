@@ -63,12 +63,14 @@ def time_cuda(step: Callable[[], Any], stream: Any, *, warmup: int, iters: int, 
 
 
 def time_steps(prepared: Any, *, warmup: int, iters: int, advance: ProgressFn = _noop) -> list[float]:
-    """Time a :class:`~isodeploy.bench.backends.Prepared` with the clock its device calls for."""
+    """Time a :class:`~isodeploy.runtime.base.TimedStep` with the clock its device calls for."""
     if prepared.cuda_stream is not None:
         return time_cuda(prepared.step, prepared.cuda_stream, warmup=warmup, iters=iters, advance=advance)
-    sync = None
-    if prepared.timing.startswith("CUDA"):
-        import torch
+    return time_host(prepared.step, warmup=warmup, iters=iters, sync=getattr(prepared, "sync", None), advance=advance)
 
-        sync = torch.cuda.synchronize
-    return time_host(prepared.step, warmup=warmup, iters=iters, sync=sync, advance=advance)
+
+def round_sizes(iters: int, rounds: int) -> list[int]:
+    """Split ``iters`` timed steps into at most ``rounds`` interleaved rounds, as evenly as possible."""
+    rounds = max(1, min(rounds, iters))
+    base, extra = divmod(iters, rounds)
+    return [base + (1 if i < extra else 0) for i in range(rounds)]

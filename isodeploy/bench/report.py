@@ -32,9 +32,11 @@ class LatencyStats:
     noisy: bool
     iters: int
     samples_ms: list[float] = field(default_factory=list)
+    #: median of each interleaved round (A B C A B C …): the unit ratios and their spreads are computed from
+    rounds_ms: list[float] = field(default_factory=list)
 
     @classmethod
-    def from_samples(cls, samples_ms: list[float], batch: int) -> "LatencyStats":
+    def from_samples(cls, samples_ms: list[float], batch: int, rounds: list[list[float]] | None = None) -> "LatencyStats":
         """Summarise timed steps; percentiles interpolate linearly between order statistics."""
         if not samples_ms:
             raise ValueError("no latency samples")
@@ -47,6 +49,7 @@ class LatencyStats:
             mean_ms=mean, p50_ms=percentile(xs, 50), p90_ms=percentile(xs, 90), p99_ms=percentile(xs, 99),
             std_ms=std, cv=cv, throughput_ips=batch * 1000.0 / mean if mean > 0 else 0.0,
             noisy=cv > NOISY_CV, iters=n, samples_ms=list(samples_ms),
+            rounds_ms=[percentile(sorted(r), 50) for r in rounds or [] if r],
         )
 
 
@@ -65,6 +68,9 @@ class MemoryFigure:
     baseline_mb: float | None = None
     delta_mb: float | None = None  # peak − baseline: what loading and running the artifact added
     method: str = ""
+    method_id: str = ""  # cpu-peak-rss-fresh-process | cuda-mem-get-info-fresh-process: one per device, every runtime
+    samples_mb: list[float] = field(default_factory=list)  # delta of each repeat (fresh process each)
+    pids: list[int] = field(default_factory=list)  # the probe processes, to show each figure came from a fresh one
 
 
 @dataclass
@@ -87,10 +93,19 @@ class BenchResult:
     params: int | None = None
     timing: str = ""  # how the steps were timed
     notes: list[str] = field(default_factory=list)
+    #: dense | pruned | uniform-twin | standard | "" — what the artifact is in a pruned-vs-uniform comparison
+    role: str = ""
+    compiled: bool = False  # torch.compile
+
+    @property
+    def variant(self) -> str:
+        """runtime plus what sets it apart from the runtime's default (``torch+fp16+compile``)."""
+        default = "fp16" if self.runtime == "trt" else "fp32"
+        return self.runtime + (f"+{self.precision}" if self.precision != default else "") + ("+compile" if self.compiled else "")
 
     @property
     def key(self) -> tuple[str, str, str]:
-        return (self.label, self.runtime, self.device)
+        return (self.label, self.variant, self.device)
 
 
 @dataclass
@@ -101,6 +116,8 @@ class BenchReport:
     created: str = ""
     notes: list[str] = field(default_factory=list)
     schema: str = SCHEMA
+    #: pruned/uniform/dense ratios with their spread over rounds (see :mod:`isodeploy.bench.ratios`)
+    ratios: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -161,11 +178,18 @@ def fmt_mem(mem: MemoryFigure | None) -> str:
 RESULT_COLUMNS = ("artifact", "runtime", "device", "batch", "MACs", "params", "mean ms", "p50 ms", "p90 ms", "p99 ms", "CV", "img/s", "peak memory")
 
 
-def result_row(r: BenchResult) -> list[str]:
+def result_columns(results: list[BenchResult]) -> tuple[str, ...]:
+    """The table's columns; a ``role`` column only when the run says what each artifact is."""
+    if any(r.role for r in results):
+        return RESULT_COLUMNS[:1] + ("role",) + RESULT_COLUMNS[1:]
+    return RESULT_COLUMNS
+
+
+def result_row(r: BenchResult, with_role: bool = False) -> list[str]:
     lat = r.latency
     cv = f"{lat.cv * 100:.1f} %" + (" noisy" if lat.noisy else "")
-    return [
-        r.label, r.runtime, r.device, str(r.batch), fmt_macs(r.macs), fmt_params(r.params),
+    return [r.label] + ([r.role or "-"] if with_role else []) + [
+        r.variant, r.device, str(r.batch), fmt_macs(r.macs), fmt_params(r.params),
         f"{lat.mean_ms:.2f}", f"{lat.p50_ms:.2f}", f"{lat.p90_ms:.2f}", f"{lat.p99_ms:.2f}", cv,
         f"{lat.throughput_ips:.1f}", fmt_mem(r.memory),
     ]
@@ -184,6 +208,10 @@ def measurement_notes(results: list[BenchResult]) -> list[str]:
         lines.append(f"timing: {text}")
     for text in dict.fromkeys(r.memory.method for r in results if r.memory and r.memory.method):
         lines.append(f"memory: {text}")
+    if any(r.latency.rounds_ms for r in results):
+        n = max(len(r.latency.rounds_ms) for r in results)
+        lines.append(f"rounds: the timed steps ran in {n} interleaved rounds (A B C A B C …) after every artifact's warm-up; "
+                     "ratios are medians of per-round ratios, spreads their min–max and IQR")
     return lines
 
 
@@ -193,8 +221,13 @@ def to_markdown(report: BenchReport, title: str = "Benchmark") -> str:
     s = report.settings
     out = [f"# {title}", "", f"Machine: {describe_machine(report.env)}.",
            f"Settings: batch {s.get('batch')}, {s.get('warmup')} warm-up + {s.get('iters')} timed steps, threads {s.get('threads')}.", ""]
-    out.append(markdown_table(RESULT_COLUMNS, [result_row(r) for r in report.results]))
+    cols = result_columns(report.results)
+    out.append(markdown_table(cols, [result_row(r, "role" in cols) for r in report.results]))
     out.append("")
+    if report.ratios:
+        from isodeploy.bench.ratios import ratio_table
+
+        out += ["Ratios (median of per-round ratios, with their spread):", "", ratio_table(report.ratios), ""]
     out += [f"- {line}" for line in measurement_notes(report.results) + report.notes]
     return "\n".join(out) + "\n"
 
@@ -203,12 +236,14 @@ def rich_table(results: list[BenchResult], title: str = "Latency"):
     from rich.table import Table
 
     table = Table(title=title)
-    for col in RESULT_COLUMNS:
-        table.add_column(col, justify="left" if col in ("artifact", "runtime", "device") else "right")
+    cols = result_columns(results)
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("artifact", "role", "runtime", "device") else "right")
+    cv = cols.index("CV")
     for r in results:
-        row = result_row(r)
+        row = result_row(r, "role" in cols)
         if r.latency.noisy:
-            row[10] = f"[yellow]{row[10]}[/yellow]"
+            row[cv] = f"[yellow]{row[cv]}[/yellow]"
         table.add_row(*row)
     return table
 

@@ -1,8 +1,11 @@
 """Benchmark a list of artifacts on a list of runtimes: the Python API behind ``isodeploy bench``.
 
 For each artifact: load it once, count MACs/params when it traces back to a model, export an ONNX
-(or build an engine) only when a runtime needs one, then per runtime time warm-up + timed steps and
-measure peak memory. Everything that can fail on bad input is checked before the first model loads.
+(or build an engine, its profile tuned for the batch measured) only when a runtime needs one, and make
+its runner. Then every runner warms up, and the timed steps run in interleaved rounds — A B C A B C … —
+so that a machine that slows down mid-run slows every artifact alike; ratios come from the per-round
+medians. Peak memory is measured afterwards, each runner in a fresh process by one method per device.
+Everything that can fail on bad input is checked before the first model loads.
 """
 
 from __future__ import annotations
@@ -10,12 +13,12 @@ from __future__ import annotations
 import gc
 import tempfile
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from isodeploy.bench import backends
+from isodeploy.bench import backends, memory
 from isodeploy.bench.artifacts import ArtifactRef, resolve_artifact, runtimes_for
 from isodeploy.bench.envinfo import collect_env, describe_machine, usable_cores
 from isodeploy.bench.report import BenchReport, BenchResult, LatencyStats
@@ -38,6 +41,9 @@ class BenchSettings:
     img_size: int | None = None
     memory: bool = True
     precision: str = "fp32"  # torch on cuda may use fp16; engines carry their own precision
+    rounds: int = 10  # the timed steps are split into this many interleaved rounds
+    memory_repeats: int = 1  # fresh-process memory probes per runner (>1 gives memory ratios a spread)
+    compile: bool = False  # torch.compile the torch runner (compiled during warm-up)
 
     def resolved(self) -> "BenchSettings":
         runtimes = tuple(dict.fromkeys(self.runtimes)) or ("torch",)
@@ -52,6 +58,10 @@ class BenchSettings:
             raise IsodeployError(f"need --batch ≥ 1, --iters ≥ 2, --warmup ≥ 0 and --threads ≥ 1 (got {batch}, {self.iters}, {self.warmup}, {threads})")
         if self.precision not in ("fp32", "fp16"):
             raise IsodeployError(f"unknown precision '{self.precision}': use fp32 or fp16")
+        if self.precision == "fp16" and "torch" in runtimes and device != "cuda":
+            raise IsodeployError("--precision fp16 with the torch runtime needs --device cuda (CPU kernels for fp16 are not representative)")
+        if self.rounds < 1 or self.memory_repeats < 1:
+            raise IsodeployError(f"need rounds ≥ 1 and memory repeats ≥ 1 (got {self.rounds}, {self.memory_repeats})")
         return replace(self, runtimes=runtimes, device=device, batch=batch, threads=threads)
 
 
@@ -78,6 +88,29 @@ def check_environment(settings: BenchSettings, refs: list[ArtifactRef]) -> None:
                 f"runtimes ort/trt on a model ({', '.join(needs_onnx)}) need the ONNX exporter (isodeploy.export.onnx), "
                 "which this installation lacks; bench an exported .onnx instead"
             ) from exc
+
+
+@dataclass
+class _Entry:
+    """One artifact on one runtime, ready to time."""
+
+    ref: ArtifactRef
+    runtime: str
+    runner: Any
+    timed: Any
+    macs: tuple[int | None, int | None]
+    probe: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+    rounds: list[list[float]] = field(default_factory=list)
+    precision: str = ""
+    input_shape: list[int] = field(default_factory=list)
+    timing: str = ""
+
+    def release(self) -> None:
+        if self.timed is not None:
+            self.precision, self.input_shape, self.timing = self.timed.precision, list(self.timed.input_shape), self.timed.timing
+            self.timed.close()
+        self.runner = self.timed = None
 
 
 class _Bench:
@@ -145,61 +178,68 @@ class _Bench:
             return ref.path  # type: ignore[return-value]
         if "plan" not in cache:
             onnx_path = self.onnx_for(ref, loaded, cache)
-            try:
-                from isodeploy.export.tensorrt import build_engine
-            except ImportError as exc:
-                raise IsodeployError("the TensorRT builder (isodeploy.export.tensorrt) is not available; bench a built .plan instead") from exc
+            from isodeploy.export.tensorrt import build_engine
+
             out = self.workdir / f"{_safe(ref.label)}.plan"
-            with self.stage(f"building a TensorRT engine for {ref.label}"):
-                build_engine(onnx_path, out, precision="fp16", min_batch=1, opt_batch=self.s.batch, max_batch=self.s.batch)
+            batch = self.s.batch or 1
+            with self.stage(f"building a TensorRT engine for {ref.label} (profile opt = max = batch {batch})"):
+                build_engine(onnx_path, out, precision="fp16", min_batch=1, opt_batch=batch, max_batch=batch)
             cache["plan"] = out
         return cache["plan"]
 
-    def prepare(self, ref: ArtifactRef, runtime: str, loaded: Any, cache: dict[str, Path]) -> backends.Prepared:
+    def entry(self, ref: ArtifactRef, runtime: str, loaded: Any, cache: dict[str, Path], macs: tuple[int | None, int | None]) -> _Entry:
         s = self.s
-        if runtime == "torch":
-            return backends.prepare_torch(loaded.model, loaded.input_size, batch=s.batch, device=s.device, threads=s.threads, precision=s.precision)
-        if runtime == "ort":
-            return backends.prepare_ort(self.onnx_for(ref, loaded, cache), batch=s.batch, device=s.device, threads=s.threads, img_size=s.img_size)
-        size = list(loaded.input_size) if loaded is not None else ([3, s.img_size, s.img_size] if s.img_size else None)
-        return backends.prepare_trt(self.plan_for(ref, loaded, cache), batch=s.batch, input_size=size)
+        device, batch = s.device or "cpu", s.batch or 1
+        with self.stage(f"preparing {ref.label} on {runtime}/{device}"):
+            if runtime == "torch":
+                runner = backends.torch_runner(loaded, device=device, threads=s.threads, precision=s.precision, compile=s.compile, label=ref.label)
+                probe = memory.probe_spec("torch", device=device, batch=batch, threads=s.threads, loaded=loaded, precision=s.precision, compile=s.compile)
+            elif runtime == "ort":
+                path = self.onnx_for(ref, loaded, cache)
+                runner = backends.ort_runner(path, device=device, threads=s.threads)
+                probe = memory.probe_spec("ort", device=device, batch=batch, threads=s.threads, onnx=path, img_size=s.img_size)
+            else:
+                plan = self.plan_for(ref, loaded, cache)
+                runner = backends.trt_runner(plan)
+                probe = memory.probe_spec("trt", device=device, batch=batch, threads=s.threads, plan=plan, img_size=s.img_size)
+            timed = runner.timed_step(batch, s.img_size)
+        return _Entry(ref, runtime, runner, timed, macs, probe, notes=list(timed.notes))
 
-    def memory(self, ref: ArtifactRef, runtime: str, loaded: Any, prepared: backends.Prepared, cache: dict[str, Path], notes: list[str]) -> Any:
-        from isodeploy.bench import memory
+    def time_all(self, entries: list[_Entry]) -> None:
+        """Warm every runner up, then the interleaved rounds: each round runs every entry once in turn."""
+        from isodeploy.bench.latency import round_sizes, time_steps
 
+        s = self.s
+        sizes = round_sizes(s.iters, s.rounds)
+        tasks = {}
+        for e in entries:
+            label = f"{e.ref.label} · {e.runtime}/{s.device}"
+            tasks[id(e)] = self.progress.add_task(label, total=s.warmup + s.iters) if self.progress else None
+        advance = lambda e: (lambda n: self.progress.advance(tasks[id(e)], n)) if tasks[id(e)] is not None else (lambda n: None)  # noqa: E731
+        for e in entries:
+            if s.warmup:
+                time_steps(e.timed, warmup=s.warmup - 1, iters=1, advance=advance(e))
+        for n in sizes:
+            for e in entries:
+                e.rounds.append(time_steps(e.timed, warmup=0, iters=n, advance=advance(e)))
+
+    def memory(self, e: _Entry) -> Any:
         if not self.s.memory:
             return None
-        if self.s.device == "cuda" or runtime == "trt":
-            return prepared.read_memory()
-        if runtime == "torch":
-            spec = memory.probe_spec_for_model(loaded, batch=self.s.batch, threads=self.s.threads)
-        else:
-            spec = memory.probe_spec_for_onnx(self.onnx_for(ref, loaded, cache), batch=self.s.batch, threads=self.s.threads, img_size=self.s.img_size)
-        with self.stage(f"peak memory of {ref.label} on {runtime} (fresh process)"):
-            figure, why = memory.measure_peak_rss(spec)
+        with self.stage(f"peak memory of {e.ref.label} on {e.runtime} (fresh process)"):
+            figure, why = memory.measure_peak(e.probe, repeats=self.s.memory_repeats)
         if why:
-            notes.append(f"{ref.label}/{runtime}: {why}")
+            e.notes.append(f"{e.ref.label}/{e.runtime}: {why}")
         return figure
 
-    def run_one(self, ref: ArtifactRef, runtime: str, loaded: Any, cache: dict[str, Path], macs: tuple[int | None, int | None]) -> BenchResult:
+    def result(self, e: _Entry, mem: Any) -> BenchResult:
         s = self.s
-        with self.stage(f"preparing {ref.label} on {runtime}/{s.device}"):
-            prepared = self.prepare(ref, runtime, loaded, cache)
-        notes = list(prepared.notes)
-        try:
-            task = self.progress.add_task(f"{ref.label} · {runtime}/{s.device}", total=s.warmup + s.iters) if self.progress else None
-            advance = (lambda n: self.progress.advance(task, n)) if task is not None else (lambda n: None)
-            from isodeploy.bench.latency import time_steps
-
-            samples = time_steps(prepared, warmup=s.warmup, iters=s.iters, advance=advance)
-            mem = self.memory(ref, runtime, loaded, prepared, cache, notes)
-        finally:
-            prepared.close()
+        samples = [x for r in e.rounds for x in r]
         return BenchResult(
-            artifact=ref.query, label=ref.label, kind=ref.kind, pruned=ref.pruned, runtime=runtime, device=s.device or "cpu",
-            precision=prepared.precision, batch=s.batch or 1, threads=s.threads, input_shape=prepared.input_shape,
-            latency=LatencyStats.from_samples(samples, s.batch or 1), memory=mem, macs=macs[0], params=macs[1],
-            timing=prepared.timing, notes=notes,
+            artifact=e.ref.query, label=e.ref.label, kind=e.ref.kind, pruned=e.ref.pruned, runtime=e.runtime, device=s.device or "cpu",
+            precision=e.precision, batch=s.batch or 1, threads=s.threads, input_shape=e.input_shape,
+            latency=LatencyStats.from_samples(samples, s.batch or 1, e.rounds), memory=mem, macs=e.macs[0], params=e.macs[1],
+            timing=e.timing, notes=e.notes, role=e.ref.role, compiled=bool(s.compile and e.runtime == "torch"),
         )
 
 
@@ -222,11 +262,14 @@ def _safe(label: str) -> str:
 
 
 def run_bench(items: Sequence[Any], settings: BenchSettings, *, progress: Callable[[], Any] | None = None,
-              workdir: Path | None = None) -> BenchReport:
+              workdir: Path | None = None, roles: Sequence[str] | None = None,
+              known_macs: dict[str, tuple[int | None, int | None]] | None = None) -> BenchReport:
     """Benchmark ``items`` (ARTIFACT strings or :class:`~isodeploy.zoo.LoadedModel` objects).
 
     ``progress`` makes a ``rich.progress.Progress`` (None for silence); it starts only after every
-    input check, so bad input fails with one line and no half-drawn display. Raises
+    input check, so bad input fails with one line and no half-drawn display. ``roles`` (parallel to
+    ``items``: dense, pruned, uniform-twin, standard) selects the ratios the report carries;
+    ``known_macs`` maps an item (or label) to (MACs, params) already counted. Raises
     :class:`IsodeployError` on bad input before any model is loaded.
     """
     settings = settings.resolved()
@@ -238,30 +281,54 @@ def run_bench(items: Sequence[Any], settings: BenchSettings, *, progress: Callab
             pairs.append((ref_for_loaded(item), item))
     if not pairs:
         raise IsodeployError("no artifacts given: pass one or more models, isodeploy folders, .onnx or .plan files")
+    if roles is not None:
+        if len(roles) != len(pairs):
+            raise IsodeployError(f"run_bench got {len(roles)} roles for {len(pairs)} artifacts")
+        for (ref, _), role in zip(pairs, roles):
+            ref.role = role
     for ref, _ in pairs:
         runtimes_for(ref, settings.runtimes)
     check_environment(settings, [ref for ref, _ in pairs])
     env = collect_env(settings.device or "cpu")
     results: list[BenchResult] = []
     notes: list[str] = []
+    known = known_macs or {}
     with tempfile.TemporaryDirectory(prefix="isodeploy-bench-", dir=workdir) as tmp, (progress() if progress else nullcontext()) as bar:
         bench = _Bench(settings, bar, Path(tmp))
-        for ref, given in pairs:
-            loaded = bench.load(ref, given)
-            macs = bench.macs(ref, loaded, notes)
-            cache: dict[str, Path] = {}
-            for runtime in runtimes_for(ref, settings.runtimes):
-                results.append(bench.run_one(ref, runtime, loaded, cache, macs))
-            del loaded
+        entries: list[_Entry] = []
+        try:
+            for (ref, given), item in zip(pairs, items):
+                loaded = bench.load(ref, given)
+                macs = known.get(str(item)) or known.get(ref.label) or bench.macs(ref, loaded, notes)
+                cache: dict[str, Path] = {}
+                for runtime in runtimes_for(ref, settings.runtimes):
+                    entries.append(bench.entry(ref, runtime, loaded, cache, macs))
+                del loaded
+                gc.collect()
+            bench.time_all(entries)
+        finally:
+            for e in entries:  # free every runner before the memory probes: they run beside this process
+                e.release()
             gc.collect()
+            if settings.device == "cuda":
+                import torch
+
+                torch.cuda.empty_cache()
+        for e in entries:
+            results.append(bench.result(e, bench.memory(e)))
     if settings.device == "cpu":
         notes.append(f"CPU figures are relative: measured on {describe_machine(env)} with {settings.threads} threads; compare artifacts within one run, not across machines")
     noisy = [f"{r.label}/{r.runtime}" for r in results if r.latency.noisy]
     if noisy:
         notes.append(f"noisy runs (CV over 5 %): {', '.join(noisy)}; re-run on an idle machine or raise --iters")
+    from isodeploy.bench.ratios import as_dicts, compute_ratios
+
+    methods = {r.memory.method_id for r in results if r.memory}
+    if len(methods) > 1:
+        notes.append(f"memory figures come from different methods ({', '.join(sorted(methods))}): compare within one method only")
     return BenchReport(
         results=results, env=env, settings=_settings_dict(settings), notes=notes,
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"), ratios=as_dicts(compute_ratios(results)),
     )
 
 

@@ -18,7 +18,7 @@ def build_engine_cmd(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Engine path (.plan); default: ONNX path with .plan."),
     precision: str = typer.Option("fp16", "--precision", help=PRECISION_HELP),
     min_batch: int = typer.Option(1, "--min-batch", help="Smallest batch of the optimization profile."),
-    opt_batch: int = typer.Option(8, "--opt-batch", help="Batch TensorRT tunes kernels for."),
+    opt_batch: Optional[int] = typer.Option(None, "--opt-batch", help="Batch TensorRT tunes kernels for: the batch you will run (default: --max-batch; bench's GPU protocol: 256)."),
     max_batch: int = typer.Option(256, "--max-batch", help="Largest batch of the optimization profile."),
     workspace_gb: Optional[float] = typer.Option(None, "--workspace-gb", help="Workspace memory pool limit in GiB (default: TensorRT's)."),
     opt_level: int = typer.Option(3, "--opt-level", help="Builder optimization level 0-5 (higher: slower build, maybe faster engine)."),

@@ -43,6 +43,8 @@ def verify_cmd(
     threads: Optional[int] = typer.Option(None, "--threads", help="onnxruntime intra-op threads (default: onnxruntime's)."),
     runtime: str = typer.Option("ort", "--runtime", help="For a .onnx: ort (onnxruntime CPU) | reference (onnx's numpy evaluator: "
                                 "every tensor in its ONNX type, so FP16 overflow shows as in TensorRT; slow)."),
+    device: str = typer.Option("cpu", "--device", "-d", help="cpu | cuda: where onnxruntime runs a .onnx (cuda needs onnxruntime-gpu; "
+                               "a CUDA provider that cannot start is an error, exit 4, never a silent CPU run)."),
     json_path: Optional[Path] = JsonOption,
 ) -> None:
     """Compare outputs on the same inputs at two batch sizes: max/mean/p99 |err|, max rel err, cosine, top-1/top-5; exit 1 on failure."""
@@ -50,7 +52,7 @@ def verify_cmd(
 
     from isodeploy.export.inputs import image_samples, random_samples, to_batches
     from isodeploy.export.reference import check_same_input, open_reference
-    from isodeploy.export.runners import open_runner, runner_precision
+    from isodeploy.runtime.open import open_runner, runner_precision
     from isodeploy.export.verify import Gates, verify
 
     sizes = _parse_sizes(batch_sizes)
@@ -60,7 +62,7 @@ def verify_cmd(
         raise IsodeployError(f"--gates must be auto, fp32 or fp16, not '{gates_name}'")
     console = Console(stderr=True)
     with console.status(f"opening {artifact}") as status:
-        candidate = open_runner(artifact, threads=threads, runtime=runtime)
+        candidate = open_runner(artifact, threads=threads, runtime=runtime, device=device)
         status.update("building the reference")
         ref = open_reference(reference, candidate, weights=weights, img_size=img_size, threads=threads)
         input_size = check_same_input(candidate, artifact, ref)

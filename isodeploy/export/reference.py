@@ -45,17 +45,16 @@ def candidate_input_size(runner: Any) -> tuple[int, ...] | None:
 
 
 def _meta_tuple(meta: dict[str, str], key: str, default: tuple[float, ...]) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in json.loads(meta[key]))
-    except (KeyError, ValueError, TypeError):
-        return default
+    from isodeploy.runtime.onnx_info import meta_tuple
+
+    return meta_tuple(meta, key, default)
 
 
 def open_reference(reference: str | None, candidate: Any, *, weights: str | None, img_size: int | None,
                    threads: int | None) -> Reference:
     """Build the reference runner. Without ``reference``, the model named in the candidate's metadata
     (``isodeploy.source_model``) is rebuilt with the weights and options it was exported with."""
-    from isodeploy.export.runners import OrtRunner
+    from isodeploy.runtime.ort import OrtRunner
 
     meta: dict[str, str] = getattr(candidate, "metadata", None) or _source_onnx_metadata(candidate)
     if reference is None:
@@ -96,7 +95,7 @@ def _source_onnx_metadata(candidate: Any) -> dict[str, str]:
 
 
 def _torch_reference(query: str, candidate: Any, weights: str, img_size: int | None, kwargs: dict[str, Any]) -> Reference:
-    from isodeploy.export.runners import TorchRunner
+    from isodeploy.runtime.torch_runner import TorchRunner
     from isodeploy.zoo import load_model
 
     loaded = load_model(query, weights=weights, img_size=img_size, **kwargs)

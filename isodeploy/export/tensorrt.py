@@ -44,22 +44,10 @@ def _write_atomic(path: Path, data: Any) -> None:
 
 
 def make_logger(trt: ModuleType):
-    """A TensorRT logger that keeps errors and warnings, so failures can be reported in one line."""
+    """The process-wide TensorRT logger (TensorRT keeps one logger pointer per process)."""
+    from isodeploy.runtime.trt import shared_logger
 
-    class CollectingLogger(trt.ILogger):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.errors: list[str] = []
-            self.warnings: list[str] = []
-
-        def log(self, severity, msg) -> None:  # called by TensorRT, possibly from its threads
-            level = int(severity)
-            if level <= int(trt.ILogger.ERROR):
-                self.errors.append(" ".join(str(msg).split()))
-            elif level == int(trt.ILogger.WARNING):
-                self.warnings.append(" ".join(str(msg).split()))
-
-    return CollectingLogger()
+    return shared_logger(trt)
 
 
 def _call(obj: Any, name: str, default: Any = None) -> Any:
@@ -107,8 +95,9 @@ def convert_to_fp16(onnx_path: Path, out_path: Path) -> Path:
 
 
 def _dtype_name(dtype: Any) -> str:
-    name = getattr(dtype, "name", str(dtype).rsplit(".", 1)[-1])
-    return TRT_DTYPES.get(name, name.lower())
+    from isodeploy.runtime.dtypes import trt_dtype_name
+
+    return trt_dtype_name(dtype)
 
 
 def _network_io(network: Any) -> tuple[list[TensorMeta], list[TensorMeta]]:
@@ -133,8 +122,11 @@ def _build_serialized(trt: ModuleType, caps: TrtCaps, onnx_path: Path, plan: Bui
                       workspace_bytes: int | None, opt_level: int, cache_file: Path | None, notes: list[str],
                       label: str | None = None):
     """The TensorRT calls proper: network → parser → config → profile → timing cache → serialized plan."""
+    from isodeploy.runtime.trt import new_builder
+
     logger = make_logger(trt)
-    builder = trt.Builder(logger)
+    since = logger.mark()
+    builder = new_builder(trt)  # a TensorRT for another CUDA major fails here: exit 4, one line
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if plan.strongly_typed else 0
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
@@ -161,11 +153,10 @@ def _build_serialized(trt: ModuleType, caps: TrtCaps, onnx_path: Path, plan: Bui
         _attach_timing_cache(config, cache_file, notes)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        last = logger.errors[-1] if logger.errors else "no error message"
-        raise IsodeployError(f"TensorRT could not build an engine from '{onnx_path}': {last}")
+        raise IsodeployError(f"TensorRT could not build an engine from '{onnx_path}': {logger.last_error(since)}")
     cache_blob = config.get_timing_cache().serialize() if caps.timing_cache and cache_file else None
     inputs, outputs = _network_io(network)
-    notes.extend(logger.warnings[:20])
+    notes.extend(logger.warnings_since(since)[:20])
     return serialized, cache_blob, inputs, outputs
 
 
@@ -178,13 +169,16 @@ def check_build_args(out_path: Path, workspace_gb: float | None, opt_level: int)
         raise IsodeployError(f"--opt-level must be in 0..5 (TensorRT's builder optimization level), got {opt_level}")
 
 
-def build_engine(onnx_path: Path, out_path: Path, *, precision: str = "fp16", min_batch: int = 1, opt_batch: int = 8,
+def build_engine(onnx_path: Path, out_path: Path, *, precision: str = "fp16", min_batch: int = 1, opt_batch: int | None = None,
                  max_batch: int = 256, workspace_gb: float | None = None, opt_level: int = 3,
                  timing_cache: Path | None = None, on_phase: Phase | None = None) -> EngineMeta:
     """Build ``out_path`` (a ``.plan``) and ``<out_path>.json`` from an ONNX file; return the metadata.
 
     ``timing_cache`` is a folder holding one cache per TensorRT version and GPU (see ``timing_cache_file``).
+    ``opt_batch`` (default: ``max_batch``) is the batch TensorRT tunes kernels for: build it for the batch you
+    will run (``bench`` times GPUs at 256 and builds with opt = max = its batch).
     """
+    opt_batch = max_batch if opt_batch is None else opt_batch
     onnx_path, out_path = Path(onnx_path), Path(out_path)
     phase = on_phase or (lambda _msg: None)
     check_build_args(out_path, workspace_gb, opt_level)
@@ -223,6 +217,7 @@ def build_engine(onnx_path: Path, out_path: Path, *, precision: str = "fp16", mi
             timing_cache=str(cache_file) if cache_file else None, plan_bytes=tmp_plan.stat().st_size,
             plan_sha256=sha256_file(tmp_plan), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             isodeploy_version=__version__, warnings=notes,
+            profile_batches={"min": min_batch, "opt": opt_batch, "max": max_batch},
         )
         phase("writing the engine and its metadata")
         tmp_meta = Path(tmp) / "engine.plan.json"

@@ -19,11 +19,7 @@ from isodeploy.export.trt_onnx import ProfileShape
 
 META_FORMAT = "isodeploy-engine/1"
 
-#: TensorRT DataType member name → isodeploy dtype name
-TRT_DTYPES: dict[str, str] = {
-    "FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT8": "int8", "INT32": "int32",
-    "INT64": "int64", "BOOL": "bool", "UINT8": "uint8", "FP8": "float8_e4m3", "INT4": "int4", "FP4": "float4",
-}
+from isodeploy.runtime.dtypes import TRT_DTYPES  # noqa: E402,F401 - one dtype table, re-exported here
 
 
 @dataclass
@@ -62,6 +58,8 @@ class EngineMeta:
     isodeploy_version: str
     format: str = META_FORMAT
     warnings: list[str] = field(default_factory=list)
+    #: the profile's batch sizes {"min", "opt", "max"}: TensorRT tunes kernels for "opt", so bench warns at another batch
+    profile_batches: dict[str, int] = field(default_factory=dict)
 
     @property
     def max_batch(self) -> int:
@@ -73,6 +71,8 @@ class EngineMeta:
 
     @property
     def opt_batch(self) -> int:
+        if self.profile_batches.get("opt"):
+            return int(self.profile_batches["opt"])
         return min(p.opt[0] for p in self.profile)
 
     def to_dict(self) -> dict[str, Any]:
@@ -84,7 +84,7 @@ class EngineMeta:
             found = data.get("format") if isinstance(data, dict) else type(data).__name__
             raise IsodeployError(f"{source} is not isodeploy engine metadata (format {found!r}, expected {META_FORMAT!r})")
         known = {f.name for f in fields(cls)}
-        missing = sorted(n for n in known if n not in data and n not in ("format", "warnings"))
+        missing = sorted(n for n in known if n not in data and n not in ("format", "warnings", "profile_batches"))
         if missing:
             raise IsodeployError(f"{source} lacks {', '.join(missing)}; rebuild the engine with 'isodeploy build-engine'")
         kwargs = {k: v for k, v in data.items() if k in known}
