@@ -344,14 +344,20 @@ def check_output_path(path: Path, input_folder: Path | None = None) -> Path:
 
 
 def probe_output_folder(path: Path, adopt: Callable[[Path], set[str] | None] | None = None,
-                        input_folder: Path | None = None) -> Path:
+                        input_folder: Path | None = None, known_names: Iterable[str] = ("model.safetensors", "isodeploy.json")) -> Path:
     """All checks :func:`open_output_folder` makes, without creating or locking anything."""
     path = check_output_path(path, input_folder)
     if path.is_dir() and read_owned(path) is None:
-        entries = [p for p in path.iterdir() if p.name not in (OWNER_FILE, LOCK_FILE)]
+        entries = [p for p in path.iterdir() if p.name not in (OWNER_FILE, LOCK_FILE) and not _looks_like_our_temp(p.name, known_names)]
         if entries and (adopt is None or adopt(path) is None):
             raise IsodeployError(_not_ours(path))
     return path
+
+
+def _looks_like_our_temp(name: str, known_names: Iterable[str]) -> bool:
+    """A temporary of ours (this or an older isodeploy) that a killed run left: it does not make a
+    folder someone else's."""
+    return name.startswith(TEMP_PREFIX) or name.startswith(tuple(f".{k}." for k in known_names if k) + (".isodeploy-build-",))
 
 
 def _not_ours(path: Path) -> str:
@@ -370,12 +376,16 @@ def open_output_folder(path: Path, adopt: Callable[[Path], set[str] | None] | No
     """
     path = check_output_path(path, input_folder)
     created = not path.exists()
+    top = path  # the topmost folder this call creates: removed again on failure
+    while not top.parent.exists():
+        top = top.parent
     fd = _acquire_lock(path, lock_wait_s() if wait_s is None else wait_s)
     folder: OutputFolder | None = None
     try:
         owned = read_owned(path)
         if owned is None:
-            entries = [p.name for p in path.iterdir() if p.name not in (OWNER_FILE, LOCK_FILE)]
+            entries = [p.name for p in path.iterdir() if p.name not in (OWNER_FILE, LOCK_FILE)
+                       and not _looks_like_our_temp(p.name, known_names)]
             if not entries:
                 owned = set()
             else:
@@ -390,6 +400,13 @@ def open_output_folder(path: Path, adopt: Callable[[Path], set[str] | None] | No
     except BaseException:
         if created and path.is_dir() and {p.name for p in path.iterdir()} <= {OWNER_FILE, LOCK_FILE}:
             shutil.rmtree(path, ignore_errors=True)
+            for parent in path.parents:  # the empty parents this call made
+                if parent == top.parent:
+                    break
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break
         raise
     finally:
         try:
