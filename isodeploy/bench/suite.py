@@ -11,6 +11,7 @@ Everything that can fail on bad input is checked before the first model loads.
 from __future__ import annotations
 
 import gc
+import os
 import tempfile
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
@@ -293,7 +294,8 @@ def run_bench(items: Sequence[Any], settings: BenchSettings, *, progress: Callab
     results: list[BenchResult] = []
     notes: list[str] = []
     known = known_macs or {}
-    with tempfile.TemporaryDirectory(prefix="isodeploy-bench-", dir=workdir) as tmp, (progress() if progress else nullcontext()) as bar:
+    # the PID in the name lets a later run remove the folder of a killed one
+    with tempfile.TemporaryDirectory(prefix=f"isodeploy-bench-{os.getpid()}-", dir=workdir) as tmp, (progress() if progress else nullcontext()) as bar:
         bench = _Bench(settings, bar, Path(tmp))
         entries: list[_Entry] = []
         try:
