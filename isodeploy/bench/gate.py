@@ -10,11 +10,14 @@ a robust ~95 % interval for a median; two medians whose notches do not overlap d
 their sampling noise. So the slow-down must exceed the allowed fraction *and* be a real shift of
 the median: a 12 % slower p50 from runs that wander by ±20 % does not fail the build, a 2× slower
 model always does. Reports without samples fall back to (p90 − p50) per run. A baseline of another
-schema, another batch, or other models is an error, not a silent pass.
+schema, another batch, or other models is an error, not a silent pass: results are matched by label
+*and* model identity (content hash where the report has one, else MACs, parameters, input shape,
+kind and pruned-ness), so a different model that happens to be called ``model.onnx`` is refused.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from isodeploy.bench.report import BenchReport, BenchResult, markdown_table, percentile
@@ -59,7 +62,7 @@ def parse_regression(text: str) -> float:
     except ValueError:
         raise IsodeployError(f"--max-regression '{text}' is not a number; write e.g. 10% or 0.1") from None
     fraction = value / 100 if raw.endswith("%") or value >= 1 else value
-    if not 0 <= fraction < 10:
+    if not math.isfinite(fraction) or not 0 <= fraction < 10:
         raise IsodeployError(f"--max-regression '{text}' is out of range; write e.g. 10% or 0.1")
     return fraction
 
@@ -76,6 +79,22 @@ def median_noise(r: BenchResult) -> float:
     return NOTCH * iqr / len(xs) ** 0.5
 
 
+IDENTITY_FIELDS = ("identity", "kind", "pruned", "macs", "params", "input_shape", "precision")
+
+
+def model_mismatch(base: BenchResult, new: BenchResult) -> str | None:
+    """Why ``base`` and ``new`` are not the same model (None when every recorded identity agrees)."""
+    for name in IDENTITY_FIELDS:
+        a, b = getattr(base, name, None), getattr(new, name, None)
+        if a in (None, "", []) or b in (None, "", []):
+            continue  # not recorded on one side: nothing to compare
+        if name == "input_shape":  # the batch dimension is checked on its own
+            a, b = list(a)[1:], list(b)[1:]
+        if a != b:
+            return f"{name} {a} in the baseline, {b} now"
+    return None
+
+
 def check_regression(current: BenchReport, baseline: BenchReport, max_regression: float, baseline_name: str = "baseline") -> GateResult:
     """Compare every result of ``current`` with its baseline twin; an unmatched result is an error."""
     base = {r.key: r for r in baseline.results}
@@ -86,6 +105,10 @@ def check_regression(current: BenchReport, baseline: BenchReport, max_regression
     gate = GateResult(max_regression=max_regression)
     for r in current.results:
         b = base[r.key]
+        mismatch = model_mismatch(b, r)
+        if mismatch:
+            raise IsodeployError(f"{baseline_name}'s {r.label} ({r.runtime}/{r.device}) is another model than this run's ({mismatch}); "
+                                 "re-create the baseline from the same artifact")
         if b.batch != r.batch:
             raise IsodeployError(f"{baseline_name} measured {r.label} ({r.runtime}) at batch {b.batch}, this run at batch {r.batch}: pass --batch {b.batch} or re-create the baseline")
         delta = r.latency.p50_ms - b.latency.p50_ms

@@ -89,6 +89,8 @@ def bench(
 
     settings = make_settings(runtime, device, batch, warmup, iters, threads, weights, img_size, memory, precision)
     base = threshold = None
+    if baseline is None and max_regression != "10%":
+        typer.secho("warning: --max-regression has no effect without --baseline", fg=typer.colors.YELLOW, err=True)
     if baseline is not None:
         threshold = gate_mod.parse_regression(max_regression)
         base = load_report(baseline)
