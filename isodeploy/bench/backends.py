@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from isodeploy.errors import IsodeployError
+from isodeploy.errors import ExitCode, IsodeployError
 from isodeploy.runtime.base import CPU_TIMING, CUDA_EVENT_TIMING, CUDA_SYNC_TIMING, TimedStep  # noqa: F401 - re-exported
 from isodeploy.runtime.torch_runner import require_cuda  # noqa: F401 - re-exported
 
@@ -22,7 +22,7 @@ def require_tensorrt() -> None:
 
     reason = tensorrt_available()
     if reason:
-        raise IsodeployError(reason, exit_code=3)
+        raise IsodeployError(reason, exit_code=ExitCode.NO_TENSORRT)
 
 
 def torch_runner(loaded: Any, *, device: str, threads: int | None, precision: str, compile: bool, label: str) -> Any:

@@ -8,7 +8,7 @@ from typing import Any, List, Optional
 import typer
 
 from isodeploy.commands.common import ImgSizeOption, JsonOption, WeightsOption, write_json_atomic
-from isodeploy.errors import IsodeployError
+from isodeploy.errors import ExitCode, IsodeployError
 
 ARTIFACT_HELP = "Alias, timm model name, isodeploy output folder, .onnx or .plan (several allowed)."
 RuntimeOption = typer.Option(["torch"], "--runtime", "-r", help="torch | ort (onnxruntime) | trt (TensorRT); repeat or comma-separate for several.")
@@ -119,7 +119,7 @@ def bench(
         raise IsodeployError(
             f"p50 latency regressed: {worst.label} ({worst.runtime}/{worst.device}) {worst.base_p50_ms:.2f} → {worst.new_p50_ms:.2f} ms "
             f"({worst.change * 100:+.1f} %, allowed +{threshold * 100:.0f} %, noise {worst.noise_ms:.2f} ms)",
-            exit_code=1,
+            exit_code=ExitCode.NUMERIC,
         )
 
 

@@ -8,10 +8,10 @@ from typing import Optional
 import typer
 
 from isodeploy.commands.common import ImgSizeOption, JsonOption, write_json_atomic
-from isodeploy.errors import IsodeployError
+from isodeploy.errors import ExitCode, IsodeployError
 
 #: exit code of a numeric failure (bad input keeps IsodeployError's default, 2)
-EXIT_GATE_FAILED = 1
+EXIT_GATE_FAILED = ExitCode.NUMERIC
 REFERENCE_HELP = ("MODEL (alias, timm name, isodeploy folder) run in PyTorch FP32, or an FP32 .onnx run in onnxruntime; "
                   "default: the model named in the artifact's metadata, with the weights it was exported with.")
 GATES_HELP = "auto (fp16 for FP16 ONNX and engines, else fp32) | fp32 (atol 1e-4, rtol 1e-3, top-1 100%) | fp16 (cosine ≥ 0.999, top-1 ≥ 99%)."

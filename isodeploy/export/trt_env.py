@@ -11,11 +11,11 @@ import re
 from dataclasses import dataclass
 from types import ModuleType
 
-from isodeploy.errors import IsodeployError
+from isodeploy.errors import ExitCode, IsodeployError
 
 #: exit codes the pipeline relies on (DESIGN.md §4: distinct outcomes for scripts)
-EXIT_NO_TENSORRT = 3
-EXIT_NO_CUDA = 4
+EXIT_NO_TENSORRT = ExitCode.NO_TENSORRT
+EXIT_NO_CUDA = ExitCode.NO_CUDA
 
 TRT_INSTALL_HINT = 'pip install "isodeploy[trt]" (needs an NVIDIA GPU)'
 
