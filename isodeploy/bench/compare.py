@@ -34,10 +34,11 @@ class CompareRow:
     #: reference p50 / this p50 ("runtime/device" → ×), and reference MACs / these MACs
     speedup: dict[str, float] = field(default_factory=dict)
     mac_reduction: float | None = None
+    role: str = ""  # dense | pruned | uniform-twin | standard, when the run said
 
     @property
     def kind(self) -> str:
-        return "pruned" if self.pruned else "uniform"
+        return self.role or ("pruned" if self.pruned else "uniform")
 
 
 @dataclass
@@ -50,6 +51,7 @@ class CompareReport:
     bench: dict[str, Any]
     notes: list[str] = field(default_factory=list)
     schema: str = SCHEMA
+    ratios: list[dict[str, Any]] = field(default_factory=list)  # with spreads, see isodeploy.bench.ratios
 
     @property
     def columns(self) -> list[str]:
@@ -79,8 +81,9 @@ def build_compare(bench: BenchReport, accuracy: dict[str, float] | None = None) 
     for r in bench.results:
         row = rows.get(r.label)
         if row is None:
-            row = rows[r.label] = CompareRow(label=r.label, artifact=r.artifact, pruned=r.pruned, macs=r.macs, params=r.params)
-        key = f"{r.runtime}/{r.device}"
+            row = rows[r.label] = CompareRow(label=r.label, artifact=r.artifact, pruned=r.pruned, macs=r.macs, params=r.params,
+                                             role=getattr(r, "role", ""))
+        key = f"{r.variant}/{r.device}"
         row.latency_ms[key] = r.latency.p50_ms
         row.throughput_ips[key] = r.latency.throughput_ips
         row.noisy[key] = r.latency.noisy
@@ -100,7 +103,7 @@ def build_compare(bench: BenchReport, accuracy: dict[str, float] | None = None) 
     if len(batches) > 1:
         notes.append(f"results come from different batch sizes ({', '.join(map(str, batches))}): latencies are not comparable across them")
     return CompareReport(rows=ordered, reference=ref.label, batch=batches[0], env=bench.env, settings=bench.settings,
-                         bench=bench.to_dict(), notes=notes)
+                         bench=bench.to_dict(), notes=notes, ratios=list(bench.ratios))
 
 
 def _attach_accuracy(rows: list[CompareRow], accuracy: dict[str, float]) -> None:
@@ -120,7 +123,8 @@ def merge_reports(reports: list[BenchReport]) -> BenchReport:
     machines = {describe_machine(rep.env) for rep in reports}
     if len(machines) > 1:
         notes.append(f"results come from different machines ({'; '.join(sorted(machines))}): compare within a machine only")
-    return BenchReport(results=results, env=first.env, settings=first.settings, created=first.created, notes=notes)
+    ratios = [x for rep in reports for x in rep.ratios]
+    return BenchReport(results=results, env=first.env, settings=first.settings, created=first.created, notes=notes, ratios=ratios)
 
 
 def table_rows(report: CompareReport) -> tuple[list[str], list[list[str]]]:
@@ -151,8 +155,9 @@ def footnotes(report: CompareReport) -> list[str]:
     lines = [
         f"Machine: {describe_machine(report.env)}; batch {report.batch}.",
         f"Speed-up and MACs ÷ are relative to {report.reference} (the first artifact); p50 latency per batch; '~' marks a noisy run (CV > 5 %).",
-        "kind: pruned = an isodeploy folder (non-uniform widths), uniform = a stock timm model.",
-        "mem MB: what the model adds at peak. CPU = peak RSS of a fresh process minus its RSS before loading; CUDA = max_memory_allocated minus what was allocated before; TensorRT = engine device memory + plan size.",
+        "kind: pruned = an isodeploy folder (non-uniform widths), uniform = a stock timm model, uniform-twin = every class cut by one ratio to the pruned MACs.",
+        "mem MB: what the model adds at peak, one method per device for every runtime, each in a fresh process at the batch measured: "
+        "CPU = peak RSS minus the RSS after importing the runtime; CUDA = device memory in use (cudaMemGetInfo) after loading and running minus before loading (weights, activations, workspaces, allocator caches, I/O).",
     ]
     return lines + report.notes
 
@@ -160,6 +165,10 @@ def footnotes(report: CompareReport) -> list[str]:
 def compare_markdown(report: CompareReport, title: str = "Comparison") -> str:
     header, body = table_rows(report)
     out = [f"# {title}", "", markdown_table(header, body), ""]
+    if report.ratios:
+        from isodeploy.bench.ratios import ratio_table
+
+        out += ["Ratios (median of per-round ratios of the interleaved run, with min–max and IQR):", "", ratio_table(report.ratios), ""]
     out += [f"- {line}" for line in footnotes(report)]
     return "\n".join(out) + "\n"
 

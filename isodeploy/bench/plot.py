@@ -16,6 +16,9 @@ from isodeploy.errors import IsodeployError
 
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 MARKERS = {True: "*", False: "o"}
+ROLE_MARKERS = {"pruned": "*", "uniform-twin": "D", "dense": "o", "standard": "s", "uniform": "o"}
+ROLE_NAMES = {"pruned": "pruned (non-uniform)", "uniform-twin": "uniform twin (same MACs)", "dense": "dense", "standard": "standard timm model",
+              "uniform": "uniform (timm)"}
 
 
 def plot_latency_vs_macs(report: CompareReport, out: Path) -> Path:
@@ -44,15 +47,19 @@ def plot_latency_vs_macs(report: CompareReport, out: Path) -> Path:
             if key not in row.latency_ms:
                 continue
             x, y = row.macs / 1e9, row.latency_ms[key]
-            ax.scatter([x], [y], marker=MARKERS[row.pruned], s=180 if row.pruned else 70, color=color, edgecolors="black", linewidths=0.6, zorder=3)
+            kind = row.kind
+            ax.scatter([x], [y], marker=ROLE_MARKERS.get(kind, MARKERS[row.pruned]), s=180 if kind == "pruned" else 70, color=color,
+                       edgecolors="black", linewidths=0.6, zorder=3)
             if row.label not in labelled:  # one label per model, at its first point, to keep the plot legible
                 labelled.add(row.label)
                 ax.annotate(row.label, (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
-        uniform = sorted((r.macs / 1e9, r.latency_ms[key]) for r in points if not r.pruned and key in r.latency_ms)
+        uniform = sorted((r.macs / 1e9, r.latency_ms[key]) for r in points if r.kind != "pruned" and key in r.latency_ms)
         if len(uniform) >= 2:
             ax.plot(*zip(*uniform), color=color, linestyle=":", linewidth=1, zorder=2)
-    handles.append(Line2D([], [], color="gray", marker="*", markersize=12, linestyle="", label="pruned (non-uniform)"))
-    handles.append(Line2D([], [], color="gray", marker="o", linestyle="", label="uniform (timm)"))
+    kinds = list(dict.fromkeys(r.kind for r in points))
+    for kind in kinds:
+        handles.append(Line2D([], [], color="gray", marker=ROLE_MARKERS.get(kind, "o"), markersize=12 if kind == "pruned" else 7,
+                              linestyle="", label=ROLE_NAMES.get(kind, kind)))
     ax.set_xlabel("MACs per image (G)")
     ax.set_ylabel(f"p50 latency per batch of {report.batch} (ms)")
     relative = " (CPU figures are relative to this machine)" if any(k.endswith("/cpu") for k in report.columns) else ""

@@ -9,9 +9,12 @@ from typing import Any
 from isodeploy.fileio import write_json_atomic
 from isodeploy.errors import IsodeployError
 from isodeploy.pipeline.run import EXIT_NO_CUDA, EXIT_NO_TENSORRT, EXIT_NUMERICS, Pipeline, load_json
-from isodeploy.pipeline.state import file_digest
+from isodeploy.pipeline.state import file_digest, read_state
 
 WEIGHTS, ONNX, DENSE_ONNX, FP16_ONNX, PLAN = "model.safetensors", "model.onnx", "dense.onnx", "model.fp16.onnx", "model.plan"
+UNIFORM_DIR, UNIFORM_ONNX, STANDARD_ONNX, PLOT = "uniform", "uniform.onnx", "standard.onnx", "latency_vs_macs.png"
+GPU_BATCH = 256  # the paper's GPU protocol
+MEMORY_REPEATS = 3  # fresh-process probes per artifact: gives the memory ratios a spread
 
 
 def _source_options(p: Pipeline) -> dict[str, Any]:
@@ -149,21 +152,108 @@ def engine(p: Pipeline) -> bool:
     from isodeploy.export.tensorrt_runner import TrtRunner
 
     def work():
-        meta = build_engine(p.dir / FP16_ONNX, p.dir / PLAN, precision="fp16")
+        # the profile is tuned for the batch bench times on the GPU (the protocol's 256)
+        meta = build_engine(p.dir / FP16_ONNX, p.dir / PLAN, precision="fp16", min_batch=1, opt_batch=GPU_BATCH, max_batch=GPU_BATCH)
         return {"precision": "fp16", "tensorrt": getattr(meta, "tensorrt_version", None)}
 
-    p.stage("engine", {"precision": "fp16"}, [p.dir / FP16_ONNX], [PLAN], work)
+    p.stage("engine", {"precision": "fp16", "opt_batch": GPU_BATCH}, [p.dir / FP16_ONNX], [PLAN], work)
     return _gate_stage(p, "verify-engine", "verify_engine.json", [p.dir / PLAN, p.dir / ONNX],
                        lambda: (TrtRunner(p.dir / PLAN), OrtRunner(p.dir / ONNX)), Gates.fp16())
 
 
+def _pruned_macs(p: Pipeline) -> tuple[int | None, int | None]:
+    state = read_state(p.dir)
+    macs, params = state.get("macs") or {}, state.get("params") or {}
+    return (macs.get("after") if isinstance(macs, dict) else None), (params.get("after") if isinstance(params, dict) else None)
+
+
+def _default_size(p: Pipeline) -> bool:
+    return p.opts.img_size is None and not p.opts.create_kwargs
+
+
+def twin(p: Pipeline) -> bool:
+    """The uniform-width model at the pruned model's MACs (±1 %), saved as a folder and an ONNX."""
+    if not getattr(p.opts, "uniform_twin", True):
+        p.skipped.append(("uniform-twin", "--no-uniform-twin"))
+        return True
+    target, _ = _pruned_macs(p)
+    if not target:
+        p.skipped.append(("uniform-twin", "the prune stage recorded no MACs"))
+        return True
+    from isodeploy.bench.twin import make_twin
+    from isodeploy.export.onnx import export_onnx
+    from isodeploy.prune.spec import write_into
+
+    def work():
+        result, info = make_twin(p.dense, int(target), progress=None)
+        write_into(p.dir / UNIFORM_DIR, result.loaded.model, result.spec)
+        export_onnx(result.loaded, p.dir / UNIFORM_ONNX)
+        return {"twin": info.to_dict()}
+
+    p.stage("uniform-twin", {**_source_options(p), "target_macs": int(target), "rule": "local ranking, one ratio, round 8→4→2→1"},
+            [p.dir / WEIGHTS], [UNIFORM_DIR, UNIFORM_ONNX], work)
+    return True
+
+
+def standard(p: Pipeline) -> bool:
+    """A stock timm model of about the pruned MACs (DeiT-S for DeiT-B at 4.2 G), when one is known."""
+    from isodeploy.bench.twin import standard_model
+
+    target, _ = _pruned_macs(p)
+    found = standard_model(p.dense.timm_name, int(target or 0), default_size=_default_size(p)) if target else None
+    if found is None:
+        return True
+    name = found[0]
+    weights = p.opts.weights if p.opts.weights in ("pretrained", "random") else "random"
+
+    def work():
+        from isodeploy.bench.macs import count_macs
+        from isodeploy.export.onnx import export_onnx
+        from isodeploy.zoo import load_model
+
+        loaded = load_model(name, weights=weights)
+        counted = count_macs(loaded.model, loaded.example_input(2))
+        export_onnx(loaded, p.dir / STANDARD_ONNX)
+        return {"model": name, "macs": counted.macs, "params": counted.params}
+
+    p.stage("export-standard", {"model": name, "weights": weights}, [], [STANDARD_ONNX], work)
+    return True
+
+
+def _bench_items(p: Pipeline) -> tuple[list[str], list[str], dict[str, tuple[int | None, int | None]]]:
+    """The ONNX files of one interleaved run, their roles, and the MACs already counted for them."""
+    state = read_state(p.dir)
+    macs, params = state.get("macs") or {}, state.get("params") or {}
+    items = [str(p.dir / DENSE_ONNX), str(p.dir / ONNX)]
+    roles = ["dense", "pruned"]
+    known = {items[0]: (macs.get("before"), params.get("before")), items[1]: (macs.get("after"), params.get("after"))}
+    twin_rec = (p.book.recorded("uniform-twin") or {}).get("detail", {}).get("twin")
+    if twin_rec and (p.dir / UNIFORM_ONNX).is_file():
+        items.append(str(p.dir / UNIFORM_ONNX))
+        roles.append("uniform-twin")
+        known[items[-1]] = (twin_rec["macs"], twin_rec["params"])
+    std = (p.book.recorded("export-standard") or {}).get("detail", {})
+    if std.get("model") and (p.dir / STANDARD_ONNX).is_file():
+        items.append(str(p.dir / STANDARD_ONNX))
+        roles.append("standard")
+        known[items[-1]] = (std["macs"], std["params"])
+    return items, roles, known
+
+
 def bench(p: Pipeline) -> bool:
+    """Dense, pruned, uniform twin (and standard model) in one interleaved run per runtime, by the protocol:
+    CPU batch 8, GPU batch 256, 20 warm-up + 100 timed steps in 10 rounds; memory from fresh processes."""
     from isodeploy.bench.suite import BenchSettings, run_bench
     from isodeploy.export.onnx import export_onnx
 
     p.stage("export-dense", _source_options(p), [], [DENSE_ONNX], lambda: {"exporter": export_onnx(p.dense, p.dir / DENSE_ONNX).exporter})
-    settings = BenchSettings(runtimes=("ort",), device="cpu", batch=p.opts.bench_batch, warmup=3, iters=p.opts.bench_iters,
-                             threads=p.opts.bench_threads, memory=True)
+    twin(p)
+    standard(p)
+    items, roles, known = _bench_items(p)
+    o = p.opts
+    warmup = getattr(o, "bench_warmup", 20)
+    settings = BenchSettings(runtimes=("ort",), device="cpu", batch=o.bench_batch, warmup=warmup, iters=o.bench_iters,
+                             threads=o.bench_threads, memory=True, memory_repeats=MEMORY_REPEATS).resolved()
 
     from isodeploy.export.trt_env import cuda_available
 
@@ -171,22 +261,66 @@ def bench(p: Pipeline) -> bool:
     engine = p.dir / PLAN if (p.dir / PLAN).exists() else None
 
     def work():
-        report = run_bench([str(p.dir / DENSE_ONNX), str(p.dir / ONNX)], settings)
-        if gpu:  # the paper's GPU protocol: batch 256; the engine only when one was built
-            gpu_settings = BenchSettings(runtimes=("torch",), device="cuda", iters=p.opts.bench_iters, warmup=3, memory=True)
-            report.results += run_bench([p.dense, p.pruned], gpu_settings).results
-            if engine is not None:
-                trt_settings = BenchSettings(runtimes=("trt",), device="cuda", iters=p.opts.bench_iters, warmup=3, memory=True)
-                report.results += run_bench([str(engine)], trt_settings).results
-        write_json_atomic(p.dir / "bench.json", report.to_dict())
-        return {"results": len(report.results)}
+        from isodeploy.bench.compare import merge_reports
 
-    inputs = [p.dir / DENSE_ONNX, p.dir / ONNX] + ([engine] if engine else [])
-    p.stage("bench", {"batch": settings.batch, "iters": settings.iters, "threads": settings.threads, "gpu": gpu},
-            inputs, ["bench.json"], work)
+        reports = [run_bench(items, settings, roles=roles, known_macs=known)]
+        if gpu:
+            reports += _gpu_runs(p, items, roles, known, engine, warmup)
+        report = merge_reports(reports)
+        write_json_atomic(p.dir / "bench.json", report.to_dict())
+        _plot(p, report)
+        return {"results": len(report.results), "roles": roles}
+
+    inputs = [Path(i) for i in items] + ([engine] if engine else [])
+    p.stage("bench", {"batch": settings.batch, "warmup": warmup, "iters": settings.iters, "rounds": settings.rounds,
+                      "threads": settings.threads, "gpu": gpu, "roles": roles, "memory_repeats": MEMORY_REPEATS},
+            inputs, ["bench.json", PLOT], work)
     if not gpu:
-        p.skipped.append(("bench on CUDA (torch, TensorRT)", "no CUDA GPU visible"))
+        p.skipped.append(("bench on CUDA (torch FP32/FP16, TensorRT)", "no CUDA GPU visible"))
     return True
+
+
+def _gpu_runs(p: Pipeline, items: list[str], roles: list[str], known: dict, engine: Path | None, warmup: int) -> list:
+    """The GPU protocol (batch 256): torch eager FP32 and FP16 on the models, onnxruntime CUDA when it is
+    installed, TensorRT FP16 engines (profile opt = 256) when TensorRT is; each an interleaved run."""
+    from isodeploy.bench.suite import BenchSettings, run_bench
+    from isodeploy.prune.spec import load_folder
+
+    o = p.opts
+    base = dict(device="cuda", warmup=warmup, iters=o.bench_iters, memory=True)
+    models, model_roles = [p.dense, p.pruned], ["dense", "pruned"]
+    if "uniform-twin" in roles:
+        models.append(load_folder(p.dir / UNIFORM_DIR))
+        model_roles.append("uniform-twin")
+    model_macs = {m.timm_name if not getattr(m, "folder", None) else str(m.folder): known[items[roles.index(r)]] for m, r in zip(models, model_roles)}
+    runs = []
+    for precision in ("fp32", "fp16"):
+        runs.append(run_bench(models, BenchSettings(runtimes=("torch",), precision=precision, **base), roles=model_roles,
+                              known_macs=model_macs))
+    try:
+        import onnxruntime
+
+        if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+            runs.append(run_bench(items, BenchSettings(runtimes=("ort",), **base), roles=roles, known_macs=known))
+    except ImportError:
+        pass
+    from isodeploy.export.trt_env import tensorrt_available
+
+    if tensorrt_available() is None:
+        trt_items = [str(engine) if r == "pruned" and engine else i for i, r in zip(items, roles) if r != "standard"]
+        trt_roles = [r for r in roles if r != "standard"]
+        trt_known = {str(engine) if r == "pruned" and engine else i: known[i] for i, r in zip(items, roles) if r != "standard"}
+        runs.append(run_bench(trt_items, BenchSettings(runtimes=("trt",), **base), roles=trt_roles, known_macs=trt_known))
+    else:
+        p.skipped.append(("bench on TensorRT", "TensorRT is not installed"))
+    return runs
+
+
+def _plot(p: Pipeline, report) -> None:
+    from isodeploy.bench.compare import build_compare
+    from isodeploy.bench.plot import plot_latency_vs_macs
+
+    plot_latency_vs_macs(build_compare(report), p.dir / PLOT)
 
 
 def triton(p: Pipeline) -> bool:
