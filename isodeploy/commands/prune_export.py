@@ -20,9 +20,11 @@ def prune_export(
     img_size: Optional[int] = ImgSizeOption,
     finetune_data: Optional[Path] = typer.Option(None, "--finetune-data", help="Images to fine-tune the pruned model on (distillation from the dense one)."),
     epochs: int = typer.Option(1, "--epochs", help="Fine-tuning epochs."),
-    bench: bool = typer.Option(True, "--bench/--no-bench", help="Measure latency of the dense and pruned ONNX with onnxruntime CPU."),
-    bench_batch: int = typer.Option(1, "--bench-batch", help="Batch size for the CPU latency figures."),
-    bench_iters: int = typer.Option(10, "--bench-iters", help="Timed steps per artifact (after 3 warm-up steps)."),
+    bench: bool = typer.Option(True, "--bench/--no-bench", help="Measure latency and memory of the dense, pruned and uniform-twin ONNX with onnxruntime CPU (and torch/TensorRT on a GPU)."),
+    bench_batch: Optional[int] = typer.Option(None, "--bench-batch", help="Batch size for the CPU latency figures (default: the protocol's 8; GPU runs use 256)."),
+    bench_iters: int = typer.Option(100, "--bench-iters", help="Timed steps per artifact, in 10 interleaved rounds (the protocol: 100)."),
+    bench_warmup: int = typer.Option(20, "--bench-warmup", help="Warm-up steps per artifact (the protocol: 20)."),
+    uniform_twin: bool = typer.Option(True, "--uniform-twin/--no-uniform-twin", help="Also build and bench the uniform-width model at the pruned MACs (±1 %)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="onnxruntime threads for the benchmark (default: every usable core)."),
     force: bool = typer.Option(False, "--force", help="Redo every stage, and allow an output folder of another model."),
     json_path: Optional[Path] = JsonOption,
@@ -40,7 +42,8 @@ def prune_export(
     console = Console()
     opts = PipelineOptions(model=model, output=output, target=target, preset=preset, ratio=ratio, weights=weights,
                            img_size=img_size, finetune_data=finetune_data, epochs=epochs, bench=bench, bench_batch=bench_batch,
-                           bench_iters=bench_iters, bench_threads=threads, force=force)
+                           bench_iters=bench_iters, bench_warmup=bench_warmup, uniform_twin=uniform_twin,
+                           bench_threads=threads, force=force)
     with console.status("starting") as status:
         def say(message: str) -> None:
             console.print(message)

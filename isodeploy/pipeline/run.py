@@ -27,7 +27,8 @@ EXIT_NUMERICS, EXIT_NO_TENSORRT, EXIT_NO_CUDA = ExitCode.NUMERIC, ExitCode.NO_TE
 #: Entries a pipeline run writes at the folder's top level (their old-style temporaries are cleaned).
 KNOWN_OUTPUTS = ("model.safetensors", STATE_FILE, "model.onnx", "dense.onnx", "model.fp16.onnx", "model.plan",
                  "model.plan.json", "verify.json", "verify_fp16.json", "verify_engine.json", "bench.json",
-                 "report.md", "report.json", "triton", "finetune")
+                 "report.md", "report.json", "triton", "finetune", "uniform", "uniform.onnx", "standard.onnx",
+                 "latency_vs_macs.png")
 
 
 @dataclass
@@ -42,8 +43,10 @@ class PipelineOptions:
     finetune_data: Path | None = None
     epochs: int = 1
     bench: bool = True
-    bench_batch: int = 1
-    bench_iters: int = 10
+    bench_batch: int | None = None  # None → the protocol: 8 on CPU (GPU runs use 256)
+    bench_iters: int = 100  # the paper's protocol: 20 warm-up + 100 timed steps
+    bench_warmup: int = 20
+    uniform_twin: bool = True  # build and bench the uniform-width model at the pruned MACs
     bench_threads: int | None = None
     verify_inputs: int = 8
     force: bool = False
@@ -180,8 +183,8 @@ class Pipeline:
 def run_pipeline(opts: PipelineOptions, say: Callable[[str], None] = print) -> PipelineResult:
     if opts.target not in ("onnx", "trt"):
         raise IsodeployError(f"--target must be onnx or trt; got '{opts.target}'")
-    if opts.bench_iters < 2 or opts.bench_batch < 1:
-        raise IsodeployError("--bench-iters must be ≥ 2 and --bench-batch ≥ 1")
+    if opts.bench_iters < 2 or (opts.bench_batch is not None and opts.bench_batch < 1) or opts.bench_warmup < 0:
+        raise IsodeployError("--bench-iters must be ≥ 2, --bench-batch ≥ 1 and --bench-warmup ≥ 0")
     if opts.epochs < 1:
         raise IsodeployError(f"--epochs must be ≥ 1; got {opts.epochs}")
     if opts.verify_inputs < 1:
