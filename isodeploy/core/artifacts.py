@@ -80,15 +80,17 @@ def validate_spec(spec: Any, path: Path) -> dict[str, Any]:
     if not isinstance(spec, dict):
         raise IsodeployError(f"{where} holds a JSON {type(spec).__name__}, not a pruning spec")
     source = spec.get("source")
-    if not isinstance(source, dict) or not isinstance(source.get("timm"), str) or not source["timm"]:
-        raise IsodeployError(f"{where} names no source model (source.timm)")
+    if not isinstance(source, dict):
+        raise IsodeployError(f"{where} names no source model ('source' must be an object)")
+    # kind, name and allow-listed kwargs are checked by isodeploy.zoo.sources.source_from_json
     if "input_size" in source:
         check_input_size(source["input_size"], where)
     for key in ("mean", "std"):
         if key in source:
             _check_triple(source[key], where, f"source.{key}")
-    if "create_kwargs" in source and not isinstance(source["create_kwargs"], dict):
-        raise IsodeployError(f"{where}: source.create_kwargs must be an object; got {type(source['create_kwargs']).__name__}")
+    for key in ("create_kwargs", "kwargs"):
+        if key in source and not isinstance(source[key], dict):
+            raise IsodeployError(f"{where}: source.{key} must be an object; got {type(source[key]).__name__}")
     modules = spec.get("modules", [])
     if not isinstance(modules, list):
         raise IsodeployError(f"{where}: modules must be a list; got {type(modules).__name__}")
@@ -163,3 +165,49 @@ def check_fraction(value: float | None, name: str, *, low: float = 0.0, high: fl
     if not ok:
         lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
         raise IsodeployError(f"{name} must be a number in {lo}{low:g}, {high:g}{hi}; got {value}")
+
+
+def _meta_json(meta: dict[str, str], key: str, where: str) -> Any:
+    raw = meta.get(key)
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except (TypeError, json.JSONDecodeError):
+        raise IsodeployError(f"{where}: metadata 'isodeploy.{key}' is not valid JSON ({str(raw)[:40]!r}); "
+                             "the file was edited: re-export it with 'isodeploy export'") from None
+
+
+def read_onnx_source_meta(meta: dict[str, str], where: str) -> dict[str, Any]:
+    """The typed source fields of an ONNX file's ``isodeploy.*`` metadata (as :func:`read_metadata`
+    returns them): ``source_model`` (str), ``weights`` (str), ``create_kwargs`` (dict),
+    ``input_size`` ([C, H, W] or None), ``mean``/``std`` (lists or None). One line when malformed."""
+    out: dict[str, Any] = {}
+    for key in ("source_model", "weights"):
+        value = meta.get(key)
+        if value is not None and (not isinstance(value, str) or not value.strip() or "\n" in value):
+            raise IsodeployError(f"{where}: metadata 'isodeploy.{key}' is not a one-line name; the file was edited")
+        out[key] = value
+    kwargs = _meta_json(meta, "create_kwargs", where)
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise IsodeployError(f"{where}: metadata 'isodeploy.create_kwargs' must be a JSON object; got {type(kwargs).__name__}")
+    out["create_kwargs"] = kwargs or {}
+    size = _meta_json(meta, "input_size", where)
+    out["input_size"] = check_input_size(size, f"{where} metadata") if size not in (None, []) else None
+    for key in ("mean", "std"):
+        value = _meta_json(meta, key, where)
+        if value is not None:
+            _check_triple(value, f"{where} metadata", key)
+        out[key] = value
+    return out
+
+
+def pickle_refusal(path: Path, exc: BaseException, what: str = "weights file") -> IsodeployError | None:
+    """The one-line refusal for a file ``torch.load(weights_only=True)`` would not open because it
+    holds pickled objects (code could run on load); None for other read errors."""
+    import pickle
+
+    if isinstance(exc, pickle.UnpicklingError) or "weights_only" in str(exc) or "Weights only load failed" in str(exc):
+        return IsodeployError(f"{what} '{path}' was not loaded: it holds pickled objects (loading them could run code); "
+                              "re-save it as safetensors: safetensors.torch.save_file(state_dict, 'model.safetensors')")
+    return None

@@ -6,7 +6,6 @@ input shape. A mismatch is a user error (wrong ``--img-size``, wrong file), not 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,11 +59,14 @@ def open_reference(reference: str | None, candidate: Any, *, weights: str | None
     if reference is None:
         if "source_model" not in meta:
             raise IsodeployError(f"{candidate.name} names no source model in its metadata; pass --reference MODEL or --reference FP32.onnx")
-        reference = meta["source_model"]
-        weights = weights or meta.get("weights", "pretrained")
-        kwargs = json.loads(meta.get("create_kwargs", "{}"))
+        from isodeploy.core.artifacts import read_onnx_source_meta
+
+        typed = read_onnx_source_meta(meta, str(getattr(candidate, "name", "the candidate")))  # one line when edited
+        reference = typed["source_model"]
+        weights = weights or typed["weights"] or "pretrained"
+        kwargs = dict(typed["create_kwargs"])
         size = kwargs.pop("img_size", None)
-        exported = json.loads(meta.get("input_size", "[]"))
+        exported = typed["input_size"] or ()
         if size is None and len(exported) == 3 and exported[1] == exported[2]:
             size = int(exported[2])  # fully convolutional models take the size at run time, not as a kwarg
         size = img_size if img_size is not None else size

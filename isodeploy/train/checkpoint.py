@@ -65,7 +65,10 @@ def load_checkpoint(path: Path, expected: dict[str, str], settings: dict[str, An
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt or foreign files raise many types
-        raise IsodeployError(f"--resume: '{path}' could not be read ({type(exc).__name__}); is it a finetune checkpoint?") from exc
+        from isodeploy.core.artifacts import pickle_refusal
+
+        raise (pickle_refusal(path, exc, "--resume: checkpoint") or IsodeployError(
+            f"--resume: '{path}' could not be read ({type(exc).__name__}); is it a finetune checkpoint?")) from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise IsodeployError(f"--resume: '{path}' is not an isodeploy finetune checkpoint")
     found = state.get("fingerprint", {})
