@@ -66,6 +66,9 @@ def verify_cmd(
         status.update("building the reference")
         ref = open_reference(reference, candidate, weights=weights, img_size=img_size, threads=threads)
         input_size = check_same_input(candidate, artifact, ref)
+        from isodeploy.core.limits import check_batch_fits
+
+        check_batch_fits(max(sizes), input_size, "--batch-sizes")  # before any batch is built
         precision = runner_precision(candidate)
         gates = Gates.for_precision(precision if gates_name == "auto" else gates_name)
         gates = gates.override(atol=atol, rtol=rtol, min_cosine=min_cosine, min_top1=min_top1)

@@ -68,6 +68,9 @@ def image_input_shape(name: str, dims: list[Any], batch: int, img_size: int | No
             rest.append(img_size)
         else:
             raise IsodeployError(f"input '{name}' has a symbolic dim '{d}' at position {i}; pass --img-size")
+    from isodeploy.core.limits import check_batch_fits
+
+    check_batch_fits(batch, rest, "--batch")  # before the input is allocated
     return [batch, *rest]
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from isodeploy.errors import IsodeployError
+from isodeploy.errors import ExitCode, IsodeployError
 from isodeploy.runtime.base import CPU_TIMING, CUDA_EVENT_TIMING, TimedStep
 from isodeploy.runtime.dtypes import torch_dtype
 
@@ -21,7 +21,7 @@ def require_cuda() -> None:
 
     if not torch.cuda.is_available():
         why = "this torch is a CPU-only build" if torch.version.cuda is None else "no NVIDIA GPU or driver found"
-        raise IsodeployError(f"CUDA is not available ({why}): --device cuda needs an NVIDIA GPU with a working driver and a CUDA build of torch", exit_code=4)
+        raise IsodeployError(f"CUDA is not available ({why}): --device cuda needs an NVIDIA GPU with a working driver and a CUDA build of torch", exit_code=ExitCode.NO_CUDA)
 
 
 class TorchRunner:
@@ -82,6 +82,10 @@ class TorchRunner:
         size = self.input_size
         if size is None:
             raise IsodeployError(f"{self.name}: the input size is unknown; build the runner with input_size")
+        if self.device != "cuda":  # host memory; a GPU's own limit is reported by CUDA in one line
+            from isodeploy.core.limits import check_batch_fits
+
+            check_batch_fits(batch, size, "--batch")
         x = torch.randn(batch, *size, device=self.device, dtype=torch_dtype(self.precision))
         module = self.module
 
