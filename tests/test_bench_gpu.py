@@ -33,8 +33,10 @@ def test_torch_cuda_events_and_allocator_peak(precision: str) -> None:
     assert (r.device, r.batch, r.precision) == ("cuda", 16, precision)
     assert r.timing.startswith("CUDA: events")
     assert r.latency.iters == 10 and r.latency.p50_ms > 0
-    assert r.memory is not None and "max_memory_allocated" in r.memory.method
+    assert r.memory is not None and r.memory.method_id == "cuda-mem-get-info-fresh-process" and "cudaMemGetInfo" in r.memory.method
     assert r.memory.delta_mb >= weights_mb * 0.95
+    input_mb = 16 * 3 * 32 * 32 * (4 if precision == "fp32" else 2) / 2**20
+    assert r.memory.delta_mb >= weights_mb + input_mb * 0.9  # the I/O tensors count, as for every runtime
     assert report.env.get("gpu") and report.env.get("compute_capability")
 
 
@@ -64,5 +66,17 @@ def test_tensorrt_engine_from_onnx(tmp_path: Path) -> None:
     (trt,) = json.loads(out.read_text())["results"]
     assert trt["device"] == "cuda" and trt["batch"] == 8
     assert trt["precision"] == "fp16" and trt["timing"].startswith("CUDA: events")
-    assert trt["memory"] and "device_memory_size" in trt["memory"]["method"] and trt["memory"]["peak_mb"] > 0
+    assert trt["memory"] and trt["memory"]["method_id"] == "cuda-mem-get-info-fresh-process" and trt["memory"]["delta_mb"] > 0
     assert trt["latency"]["p50_ms"] > 0
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_every_cuda_runner_is_measured_by_one_method(tmp_path: Path) -> None:
+    """torch FP32, torch FP16 and (when present) onnxruntime CUDA / TensorRT: the same fresh-process method."""
+    loaded = load_model("deit_tiny_patch16_224", weights="random", **TINY_VIT)
+    methods = set()
+    for precision in ("fp32", "fp16"):
+        (r,) = run_bench([loaded], BenchSettings(runtimes=("torch",), device="cuda", batch=8, warmup=2, iters=4, precision=precision)).results
+        methods.add(r.memory.method_id)
+    assert methods == {"cuda-mem-get-info-fresh-process"}

@@ -301,7 +301,8 @@ def run_bench(items: Sequence[Any], settings: BenchSettings, *, progress: Callab
         try:
             for (ref, given), item in zip(pairs, items):
                 loaded = bench.load(ref, given)
-                macs = known.get(str(item)) or known.get(ref.label) or bench.macs(ref, loaded, notes)
+                macs = (known.get(str(item)) if isinstance(item, (str, Path)) else None) or known.get(ref.query) or known.get(ref.label) \
+                    or bench.macs(ref, loaded, notes)
                 cache: dict[str, Path] = {}
                 for runtime in runtimes_for(ref, settings.runtimes):
                     entries.append(bench.entry(ref, runtime, loaded, cache, macs))

@@ -20,6 +20,8 @@ ThreadsOption = typer.Option(None, "--threads", help="CPU threads for torch and 
 MdOption = typer.Option(None, "--md", help="Also write the report as Markdown to this path.")
 MemoryOption = typer.Option(True, "--memory/--no-memory", help="Measure peak memory (CPU: a fresh subprocess per artifact and runtime).")
 PrecisionOption = typer.Option("fp32", "--precision", help="fp32 | fp16 (torch on cuda only; engines keep their own precision).")
+MemoryRepeatsOption = typer.Option(1, "--memory-repeats", help="Fresh-process memory probes per artifact (≥ 2 gives memory ratios a spread).")
+CompileOption = typer.Option(False, "--compile", help="torch.compile the torch runner (compiled during the warm-up steps).")
 
 
 def split_runtimes(values: List[str]) -> tuple[str, ...]:
@@ -27,11 +29,13 @@ def split_runtimes(values: List[str]) -> tuple[str, ...]:
 
 
 def make_settings(runtime: List[str], device: Optional[str], batch: Optional[int], warmup: int, iters: int,
-                  threads: Optional[int], weights: str, img_size: Optional[int], memory: bool, precision: str) -> Any:
+                  threads: Optional[int], weights: str, img_size: Optional[int], memory: bool, precision: str,
+                  memory_repeats: int = 1, compile: bool = False) -> Any:
     from isodeploy.bench.suite import BenchSettings
 
     return BenchSettings(runtimes=split_runtimes(runtime), device=device, batch=batch, warmup=warmup, iters=iters,
-                         threads=threads, weights=weights, img_size=img_size, memory=memory, precision=precision).resolved()
+                         threads=threads, weights=weights, img_size=img_size, memory=memory, precision=precision,
+                         memory_repeats=memory_repeats, compile=compile).resolved()
 
 
 def progress_bar() -> Any:
@@ -77,6 +81,8 @@ def bench(
     img_size: Optional[int] = ImgSizeOption,
     memory: bool = MemoryOption,
     precision: str = PrecisionOption,
+    memory_repeats: int = MemoryRepeatsOption,
+    compile: bool = CompileOption,
     json_path: Optional[Path] = JsonOption,
     md_path: Optional[Path] = MdOption,
     baseline: Optional[Path] = typer.Option(None, "--baseline", help="A previous 'bench --json' report; exit 1 when p50 regresses beyond --max-regression and noise."),
@@ -87,7 +93,7 @@ def bench(
     from isodeploy.bench.report import load_report, measurement_notes, rich_table, to_markdown, write_text_atomic
     from isodeploy.bench.suite import run_bench
 
-    settings = make_settings(runtime, device, batch, warmup, iters, threads, weights, img_size, memory, precision)
+    settings = make_settings(runtime, device, batch, warmup, iters, threads, weights, img_size, memory, precision, memory_repeats, compile)
     base = threshold = None
     if baseline is None and max_regression != "10%":
         typer.secho("warning: --max-regression has no effect without --baseline", fg=typer.colors.YELLOW, err=True)
@@ -98,6 +104,10 @@ def bench(
     report = run_bench(artifacts, settings, progress=progress_bar)
     console = out_console()
     console.print(rich_table(report.results, title=f"Latency per batch of {settings.batch} ({settings.device})"))
+    if report.ratios:
+        from isodeploy.bench.ratios import ratio_table
+
+        console.print(ratio_table(report.ratios))
     for line in measurement_notes(report.results) + report.notes:
         console.print(f"[dim]- {line}[/dim]")
     payload = report.to_dict()

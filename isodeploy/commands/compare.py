@@ -8,8 +8,8 @@ from typing import List, Optional
 import typer
 
 from isodeploy.commands.bench import (
-    BatchOption, DeviceOption, ItersOption, MdOption, MemoryOption, PrecisionOption, RuntimeOption, ThreadsOption,
-    WarmupOption, make_settings, out_console, progress_bar,
+    BatchOption, CompileOption, DeviceOption, ItersOption, MdOption, MemoryOption, MemoryRepeatsOption, PrecisionOption, RuntimeOption,
+    ThreadsOption, WarmupOption, make_settings, out_console, progress_bar,
 )
 from isodeploy.commands.common import ImgSizeOption, JsonOption, WeightsOption, write_json_atomic
 
@@ -26,8 +26,12 @@ def compare(
     img_size: Optional[int] = ImgSizeOption,
     memory: bool = MemoryOption,
     precision: str = PrecisionOption,
+    memory_repeats: int = MemoryRepeatsOption,
+    compile: bool = CompileOption,
     accuracy: List[str] = typer.Option([], "--accuracy", help="NAME=TOP1 to show accuracy, e.g. deit_small_patch16_224=79.9 (repeatable)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a latency-vs-MACs plot (.png, .svg or .pdf)."),
+    uniform_twin: bool = typer.Option(False, "--uniform-twin", help="For every pruned isodeploy folder, also build and bench its uniform twin: "
+                                      "same depth, every class cut by one ratio, the same MACs (±1 %)."),
     json_path: Optional[Path] = JsonOption,
     md_path: Optional[Path] = MdOption,
 ) -> None:
@@ -41,13 +45,22 @@ def compare(
     fresh = [a for a in artifacts if not a.lower().endswith(".json")]
     reports = {a: load_report(Path(a)) for a in saved}  # validate saved reports before measuring anything
     if fresh:
-        settings = make_settings(runtime, device, batch, warmup, iters, threads, weights, img_size, memory, precision)
-        reports["__fresh__"] = run_bench(fresh, settings, progress=progress_bar)
+        import tempfile
+
+        settings = make_settings(runtime, device, batch, warmup, iters, threads, weights, img_size, memory, precision, memory_repeats, compile)
+        with tempfile.TemporaryDirectory(prefix="isodeploy-twins-") as tmp:
+            items, roles = with_twins(fresh, Path(tmp), settings) if uniform_twin else (fresh, None)
+            reports["__fresh__"] = run_bench(items, settings, progress=progress_bar, roles=roles)
     ordered = [reports["__fresh__"] if not a.lower().endswith(".json") else reports[a] for a in artifacts]
     ordered = list({id(r): r for r in ordered}.values())
     report = build_compare(merge_reports(ordered), acc)
     console = out_console()
     console.print(compare_table(report))
+    if report.ratios:
+        from isodeploy.bench.ratios import ratio_table
+
+        console.print("Ratios (median of per-round ratios of the interleaved run, min–max, IQR):")
+        console.print(ratio_table(report.ratios), soft_wrap=True)
     for line in footnotes(report):
         console.print(f"[dim]- {line}[/dim]")
     if plot:
@@ -64,6 +77,49 @@ def compare(
 
             text += f"\n![latency vs MACs]({os.path.relpath(plot, md_path.parent)})\n"
         write_text_atomic(md_path, text)
+
+
+def with_twins(artifacts: List[str], folder: Path, settings) -> tuple[list[str], list[str]]:
+    """The artifacts plus one uniform twin per pruned folder (written under ``folder``), and each one's role."""
+    from isodeploy.bench.artifacts import resolve_artifact
+    from isodeploy.bench.twin import make_twin
+    from isodeploy.prune.spec import read_spec, write_folder
+    from isodeploy.zoo import load_model
+
+    refs = [resolve_artifact(a, settings.img_size) for a in artifacts]
+    sources: dict[str, str] = {}
+    items, kinds = list(artifacts), []
+    for a, ref in zip(artifacts, refs):
+        if ref.kind != "folder":
+            kinds.append(ref.kind)
+            continue
+        kinds.append("pruned")
+        spec = read_spec(Path(a))
+        source = spec.get("source", {})
+        kwargs = dict(source.get("create_kwargs") or {})
+        size = kwargs.pop("img_size", None)
+        dense = load_model(source["timm"], weights="random", img_size=size, **kwargs)
+        sources[source["timm"]] = a
+        result, _ = make_twin(dense, int(spec["macs"]["after"]))
+        out = write_folder(folder / f"{Path(a).resolve().name}-uniform-twin", result.loaded.model, result.spec)
+        items.append(str(out))
+        kinds.append("uniform-twin")
+    if not sources:
+        from isodeploy.errors import IsodeployError
+
+        raise IsodeployError("--uniform-twin needs at least one pruned isodeploy folder among the artifacts")
+    roles = []
+    for a, kind in zip(items, kinds):
+        if kind in ("onnx", "plan"):
+            roles.append("")
+            continue
+        if kind != "model":
+            roles.append(kind)
+            continue
+        from isodeploy.zoo import resolve
+
+        roles.append("dense" if resolve(a).timm_name in sources else "standard")
+    return items, roles
 
 
 def register(app: typer.Typer) -> None:

@@ -115,7 +115,8 @@ def _gate_stage(p: Pipeline, name: str, report_file: str, inputs: list[Path], ma
 
 
 def verify(p: Pipeline) -> bool:
-    from isodeploy.export.runners import OrtRunner, TorchRunner
+    from isodeploy.runtime.ort import OrtRunner
+    from isodeploy.runtime.torch_runner import TorchRunner
     from isodeploy.export.verify import Gates
 
     return _gate_stage(p, "verify", "verify.json", [p.dir / ONNX, p.model_dir / WEIGHTS],
@@ -124,7 +125,7 @@ def verify(p: Pipeline) -> bool:
 
 def fp16(p: Pipeline) -> bool:
     from isodeploy.export.fp16 import convert_fp16
-    from isodeploy.export.runners import OrtRunner
+    from isodeploy.runtime.ort import OrtRunner
     from isodeploy.export.verify import Gates
 
     def work():
@@ -137,7 +138,7 @@ def fp16(p: Pipeline) -> bool:
 
 
 def engine(p: Pipeline) -> bool:
-    from isodeploy.export.runners import OrtRunner
+    from isodeploy.runtime.ort import OrtRunner
     from isodeploy.export.verify import Gates
     from isodeploy.export.trt_env import cuda_available, tensorrt_available
 
@@ -149,7 +150,7 @@ def engine(p: Pipeline) -> bool:
             p.skipped.append((stage, what))
         return p.fail(code, f"{what}: stopped after the FP16 ONNX ({p.dir / FP16_ONNX}); '--target onnx' works on this machine")
     from isodeploy.export.tensorrt import build_engine
-    from isodeploy.export.tensorrt_runner import TrtRunner
+    from isodeploy.runtime.trt import TrtRunner
 
     def work():
         # the profile is tuned for the batch bench times on the GPU (the protocol's 256)
