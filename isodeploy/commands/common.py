@@ -12,3 +12,19 @@ MODEL_HELP = "An alias from models/ (e.g. deit_b), any timm model name, or an is
 WeightsOption = typer.Option("pretrained", "--weights", "-w", help=WEIGHTS_HELP)
 ImgSizeOption = typer.Option(None, "--img-size", help="Input resolution, where the model allows it.")
 JsonOption = typer.Option(None, "--json", help="Also write the result as JSON to this path.")
+
+
+def warn(message: str) -> None:
+    """One ``warning:`` line on stderr (the command goes on)."""
+    typer.secho(f"warning: {message}", fg=typer.colors.YELLOW, err=True)
+
+
+def warn_ignored_for_folder(model: str, weights: str | None, img_size: int | None) -> None:
+    """A folder MODEL records its own weights and input size: say so when --weights/--img-size were given."""
+    from pathlib import Path
+
+    if not Path(model).is_dir():
+        return
+    ignored = [flag for flag, given in (("--weights", weights not in (None, "pretrained")), ("--img-size", img_size is not None)) if given]
+    if ignored:
+        warn(f"{' and '.join(ignored)} ignored: MODEL '{model}' is an isodeploy folder, which records its own weights and input size")

@@ -19,11 +19,14 @@ def parse_macs(text: Optional[str]) -> Optional[float]:
     units = {"k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
     value = text.strip().lower()
     try:
-        if value and value[-1] in units:
-            return float(value[:-1]) * units[value[-1]]
-        return float(value)
+        number = float(value[:-1]) * units[value[-1]] if value and value[-1] in units else float(value)
     except ValueError as exc:
         raise IsodeployError(f"--target-macs takes a number with an optional unit, e.g. 4.2G or 600M; got '{text}'") from exc
+    import math
+
+    if not math.isfinite(number):
+        raise IsodeployError(f"--target-macs must be a finite number, e.g. 4.2G; got '{text}'")
+    return number
 
 
 def prune(
@@ -64,6 +67,11 @@ def prune(
 
     # -o is checked before the long work (the write re-checks under the folder's lock)
     probe_output_folder(output, adopt=legacy_entries, input_folder=Path(model) if Path(model).is_dir() else None)
+    from isodeploy.commands.common import warn, warn_ignored_for_folder
+
+    warn_ignored_for_folder(model, weights, img_size)
+    if calib_data is not None and importance != "taylor":
+        warn(f"--calib-data is ignored: only --importance taylor uses calibration images (this run: {importance})")
     ref = resolve(model)
     recipe = preset or (ref.alias.recipe if ref.alias else None)
     explicit = dict(ratio=ratio, embed_ratio=embed_ratio, mlp_ratio=mlp_ratio, head_ratio=head_ratio, head_dim_ratio=head_dim_ratio)
@@ -82,8 +90,22 @@ def prune(
         status.update(f"writing {output}")
         save_pruned(result, output, force=force)
     print_summary(console, result, output)
+    _warn_if_nothing_rounded(result, round_to)
     if json_path:
         write_json_atomic(json_path, {k: v for k, v in result.spec.items() if k != "groups"} | {"output": str(output)})
+
+
+def _warn_if_nothing_rounded(result, round_to: int) -> None:
+    """``--round-to N`` larger than (or dividing none of) the kept widths rounds nothing: say so."""
+    if round_to <= 1:
+        return
+    kept = [g.get("kept_width") for g in result.spec.get("groups", []) if isinstance(g, dict) and g.get("kept_width") != g.get("width")]
+    kept = [k for k in kept if isinstance(k, int)]
+    if kept and not any(k % round_to == 0 for k in kept):
+        from isodeploy.commands.common import warn
+
+        warn(f"--round-to {round_to} divides none of the pruned widths (largest kept: {max(kept)}); nothing was rounded: "
+             "use a smaller --round-to, e.g. 8")
 
 
 def register(app: typer.Typer) -> None:

@@ -56,6 +56,7 @@ def verify_cmd(
     from isodeploy.export.verify import Gates, verify
 
     sizes = _parse_sizes(batch_sizes)
+    Gates.fp32().override(atol=atol, rtol=rtol, min_cosine=min_cosine, min_top1=min_top1)  # refuse NaN/out of range up front
     if inputs < 1:
         raise IsodeployError("--inputs must be at least 1")
     if gates_name not in ("auto", "fp32", "fp16"):

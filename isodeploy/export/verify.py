@@ -49,7 +49,14 @@ class Gates:
 
     def override(self, atol: float | None = None, rtol: float | None = None, min_cosine: float | None = None,
                  min_top1: float | None = None) -> Gates:
-        """Replace the thresholds the user gave on the command line; the rest stay."""
+        """Replace the thresholds the user gave on the command line; the rest stay. NaN, negative or
+        out-of-range values are refused (a NaN gate would pass or fail everything silently)."""
+        from isodeploy.core.artifacts import check_fraction
+
+        check_fraction(atol, "--atol", low=0.0, high=float("inf"), high_open=False)
+        check_fraction(rtol, "--rtol", low=0.0, high=float("inf"), high_open=False)
+        check_fraction(min_cosine, "--min-cosine", low=-1.0, high=1.0, high_open=False)
+        check_fraction(min_top1, "--min-top1", low=0.0, high=1.0, high_open=False)
         changes = {k: v for k, v in dict(atol=atol, rtol=rtol, min_cosine=min_cosine, min_top1=min_top1).items() if v is not None}
         return replace(self, name=self.name + ("+custom" if changes else ""), **changes)
 
