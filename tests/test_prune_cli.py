@@ -70,7 +70,7 @@ def pruned_dir(tmp_path_factory):
 
 def test_prune_command_writes_spec_and_summary(pruned_dir):
     spec = json.loads((pruned_dir / "isodeploy.json").read_text())
-    assert spec["schema"] == 1 and spec["source"]["timm"] == "deit_tiny_patch16_224"
+    assert spec["schema"] == 2 and spec["source"]["kind"] == "timm" and spec["source"]["name"] == "deit_tiny_patch16_224"
     assert spec["macs"]["after"] < spec["macs"]["before"] and spec["params"]["after"] < spec["params"]["before"]
     assert {c["kind"] for c in spec["classes"]} == {"embedding", "hidden", "heads", "head_dim"}
     assert all(len(g["kept"]) == g["kept_width"] for g in spec["groups"])
@@ -151,10 +151,10 @@ def test_bad_spec_folders(pruned_dir, tmp_path, capsys):
 
     changed = tmp_path / "changed"
     shutil.copytree(pruned_dir, changed)
-    spec["source"]["timm"] = "resnet18"
+    spec["source"]["timm"] = spec["source"]["name"] = "resnet18"
     (changed / "isodeploy.json").write_text(json.dumps(spec))
     code, _, err = _run(capsys, "groups", changed)
-    assert code != 0 and "spec's source model 'resnet18'" in err
+    assert code != 0 and "'resnet18'" in err and err.count("error:") == 1 and "Traceback" not in err
 
     tampered = tmp_path / "tampered"
     shutil.copytree(pruned_dir, tampered)

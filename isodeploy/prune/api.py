@@ -1,7 +1,8 @@
-"""The pruning pipeline as one call: group → score → plan → apply → spec.
+"""The pruning pipeline as one call: group → score → plan → checked apply → spec.
 
-Used by ``isodeploy prune``, ``prune-export`` and the benchmarks; import it from Python as
-``isodeploy.prune.api.prune_model``.
+:func:`prune_module` works on any traceable ``nn.Module``; :func:`prune_model` is its form for a
+:class:`~isodeploy.zoo.LoadedModel` (the CLI, the pipeline, the benchmarks). The public
+``isodeploy.prune`` wraps :func:`prune_module` with keyword arguments.
 """
 
 from __future__ import annotations
@@ -10,18 +11,20 @@ import copy
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import torch
+from torch import nn
 
 from isodeploy import __version__
 from isodeploy.errors import IsodeployError
 from isodeploy.graph.analysis import Grouping, analyze
-from isodeploy.prune.apply import apply_keep
-from isodeploy.prune.importance import IMPORTANCES, magnitude, random_scores, taylor
+from isodeploy.prune.checked_apply import FrozenClass, apply_checked
+from isodeploy.prune.importance import Importance, check_scores, importance_from
 from isodeploy.prune.plan import KIND_FIELDS, PruneConfig, PrunePlan, make_plan
-from isodeploy.prune.spec import SCHEMA_VERSION, write_folder
+from isodeploy.prune.spec import SCHEMA_VERSION, tied_names, write_folder
 from isodeploy.zoo import LoadedModel
+from isodeploy.zoo.sources import Source, source_of
 
 Progress = Callable[[str], None]
 
@@ -37,17 +40,27 @@ class ClassSummary:
     width_before: int
     width_after: int
     widths_after: list[int] = field(default_factory=list)
+    frozen: str | None = None  # why the self-check kept this class dense
 
 
 @dataclass
 class PruneResult:
-    loaded: LoadedModel  # the pruned model, ready to use
+    """What a prune produced: the pruned copy (the input is left untouched) and how it was decided."""
+
+    model: nn.Module
     grouping: Grouping
     plan: PrunePlan
     config: PruneConfig
     spec: dict[str, Any]
     classes: list[ClassSummary]
+    frozen: list[FrozenClass]
     seconds: dict[str, float]
+    loaded: LoadedModel | None = None  # set when the dense model came through the zoo
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """MACs, params, per-class widths and what was frozen, as plain JSON-able data."""
+        return {k: v for k, v in self.spec.items() if k not in ("groups", "modules")}
 
 
 def config_from_recipe(recipe_name: str | None, overrides: dict[str, Any]) -> PruneConfig:
@@ -76,84 +89,129 @@ def check_family(grouping: Grouping, recipe_name: str | None) -> None:
                              "pick a CNN preset or use --ratio")
 
 
-def score(model: torch.nn.Module, grouping: Grouping, cfg: PruneConfig, loaded: LoadedModel,
-          calib_data: str | None, calib_batches: int, progress: Progress | None) -> dict[int, torch.Tensor]:
-    if cfg.importance == "magnitude":
-        return magnitude(model, grouping, cfg.norm)
-    if cfg.importance == "random":
-        return random_scores(grouping)
-    if cfg.importance == "taylor":
-        from isodeploy.prune.calib import calibration_batches
-
-        batches = calibration_batches(calib_data or "synthetic", loaded.input_size, loaded.mean, loaded.std, calib_batches)
-        return taylor(model, grouping, batches, (lambda i: progress(f"taylor batch {i}/{calib_batches}")) if progress else None)
-    raise IsodeployError(f"--importance must be one of {', '.join(IMPORTANCES)}; got '{cfg.importance}'")
-
-
-def summarize(grouping: Grouping, plan: PrunePlan) -> list[ClassSummary]:
+def summarize(grouping: Grouping, plan: PrunePlan, frozen: list[FrozenClass] = ()) -> list[ClassSummary]:
+    why = {f.class_id: f.reason for f in frozen}
     out = []
     for iso in grouping.classes:
         groups = grouping.groups_of(iso)
         after = [plan.widths_after[g.id] for g in groups]
         out.append(ClassSummary(id=iso.id, kind=iso.kind, signature=iso.signature, groups=len(groups),
-                                width_before=sum(g.width for g in groups), width_after=sum(after), widths_after=after))
+                                width_before=sum(g.width for g in groups), width_after=sum(after), widths_after=after,
+                                frozen=why.get(iso.id)))
     return out
+
+
+def example_batch(example_inputs: Any) -> torch.Tensor:
+    """The example input as one tensor of batch ≥ 2 (torch.export specialises size-1 dims)."""
+    if isinstance(example_inputs, (tuple, list)):
+        if len(example_inputs) != 1:
+            raise IsodeployError(f"example_inputs= must be one tensor (models with one image input); got {len(example_inputs)} inputs")
+        example_inputs = example_inputs[0]
+    if not isinstance(example_inputs, torch.Tensor):
+        raise IsodeployError(f"example_inputs= must be a torch.Tensor such as torch.randn(2, 3, 224, 224); "
+                             f"got {type(example_inputs).__name__}")
+    if example_inputs.dim() == 0 or example_inputs.shape[0] == 0:
+        raise IsodeployError(f"example_inputs= needs a batch dim; got shape {tuple(example_inputs.shape)}")
+    if example_inputs.shape[0] < 2:
+        example_inputs = example_inputs.expand(2, *example_inputs.shape[1:]).contiguous()
+    return example_inputs.detach()
+
+
+def _dense_output_shape(model: nn.Module, example: torch.Tensor) -> list[int] | None:
+    with torch.no_grad():
+        out = model(example)
+    return list(out.shape[1:]) if isinstance(out, torch.Tensor) else None
+
+
+def prune_module(model: nn.Module, example: Any, cfg: PruneConfig, *, importance: "str | Importance | None" = None,
+                 data: Iterable | None = None, strict: bool = False, progress: Progress | None = None,
+                 name: str | None = None, input_meta: dict[str, Any] | None = None, verify: bool = True) -> PruneResult:
+    """Prune a copy of any traceable ``model`` by ``cfg``; the original is left untouched.
+
+    ``data`` feeds data-driven importances (Taylor). ``verify`` re-traces the pruned copy (the
+    forward check always runs). Classes whose pruning breaks the model are frozen and reported.
+    """
+    say = progress or (lambda _msg: None)
+    cfg.validate()
+    example = example_batch(example)
+    name = name or type(model).__name__
+    times: dict[str, float] = {}
+    t0 = time.perf_counter()
+    say("tracing with torch.export and grouping channels")
+    was_training = model.training
+    model.eval()
+    try:
+        grouping = analyze(model, example, name=name, strict=strict)
+        check_family(grouping, cfg.preset)
+        times["grouping"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        method = importance_from(importance if importance is not None else cfg.importance, cfg.norm)
+        cfg = replace(cfg, importance=getattr(method, "name", type(method).__name__))
+        say(f"scoring channels ({cfg.importance})")
+        scores = check_scores(method.scores(copy.deepcopy(model), grouping, data), grouping, cfg.importance)
+        times["importance"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        say(f"planning ({cfg.ranking} ranking, round to {cfg.round_to})")
+        plan = make_plan(grouping, scores, cfg)
+        times["plan"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        say("slicing parameters and checking the pruned copy")
+        checked = apply_checked(model, grouping, example, plan, lambda frozen: make_plan(grouping, scores, cfg, frozen),
+                                strict=strict, retrace=verify, say=say)
+        times["apply"] = time.perf_counter() - t0
+        output_shape = _dense_output_shape(model, example)
+    finally:
+        model.train(was_training)
+    pruned = checked.model.eval()
+    plan = checked.plan
+    classes = summarize(grouping, plan, checked.frozen)
+    meta = dict(input_meta or {"input_size": list(example.shape[1:])})
+    spec = build_spec(source_of(model), meta, grouping, plan, cfg, checked, classes, scores, output_shape, pruned)
+    _inherit_source(pruned, model)
+    return PruneResult(model=pruned, grouping=grouping, plan=plan, config=cfg, spec=spec, classes=classes,
+                       frozen=checked.frozen, seconds=times)
+
+
+def _inherit_source(pruned: nn.Module, dense: nn.Module) -> None:
+    for attr in ("_isodeploy_source", "_isodeploy_input"):
+        if hasattr(dense, attr):
+            object.__setattr__(pruned, attr, getattr(dense, attr))
 
 
 def prune_model(loaded: LoadedModel, cfg: PruneConfig, *, calib_data: str | None = None, calib_batches: int = 8,
                 strict: bool = False, progress: Progress | None = None) -> PruneResult:
-    """Prune a copy of ``loaded.model`` by ``cfg``; the original is left untouched."""
-    say = progress or (lambda _msg: None)
-    cfg.validate()
-    times: dict[str, float] = {}
-    t0 = time.perf_counter()
-    say("tracing with torch.export and grouping channels")
-    grouping = analyze(loaded.model, loaded.example_input(2), name=loaded.timm_name, strict=strict)
-    check_family(grouping, cfg.preset)
-    times["grouping"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    model = copy.deepcopy(loaded.model)
-    say(f"scoring channels ({cfg.importance})")
-    scores = score(model, grouping, cfg, loaded, calib_data, calib_batches, progress)
-    times["importance"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    say(f"planning ({cfg.ranking} ranking, round to {cfg.round_to})")
-    plan = make_plan(grouping, scores, cfg)
-    times["plan"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    say("slicing parameters")
-    changes = apply_keep(model, grouping, plan.keep)
-    model.eval()
-    times["apply"] = time.perf_counter() - t0
-    classes = summarize(grouping, plan)
-    spec = build_spec(loaded, grouping, plan, cfg, changes, classes, scores)
-    pruned = replace(loaded, model=model, weights=loaded.weights)
-    return PruneResult(loaded=pruned, grouping=grouping, plan=plan, config=cfg, spec=spec, classes=classes, seconds=times)
+    """Prune a copy of ``loaded.model`` by ``cfg`` (calibration images from ``calib_data`` for Taylor)."""
+    data = None
+    if cfg.importance == "taylor":
+        from isodeploy.prune.calib import calibration_batches
+
+        data = calibration_batches(calib_data or "synthetic", loaded.input_size, loaded.mean, loaded.std, calib_batches)
+    meta = {"input_size": list(loaded.input_size), "mean": list(loaded.mean), "std": list(loaded.std),
+            "weights": loaded.weights, "alias": loaded.alias.name if loaded.alias else None}
+    result = prune_module(loaded.model, loaded.example_input(2), cfg, data=data, strict=strict, progress=progress,
+                          name=loaded.timm_name, input_meta=meta)
+    result.loaded = replace(loaded, model=result.model, weights=loaded.weights)
+    return result
 
 
-def build_spec(loaded: LoadedModel, grouping: Grouping, plan: PrunePlan, cfg: PruneConfig, changes, classes, scores) -> dict:
+def build_spec(source: Source | None, meta: dict[str, Any], grouping: Grouping, plan: PrunePlan, cfg: PruneConfig,
+               checked, classes: list[ClassSummary], scores, output_shape, pruned: nn.Module) -> dict:
     import timm
 
     return {
         "schema": SCHEMA_VERSION,
         "isodeploy_version": __version__,
-        "source": {
-            "timm": loaded.timm_name,
-            "timm_version": timm.__version__,
-            "torch_version": torch.__version__,
-            "create_kwargs": loaded.create_kwargs,
-            "input_size": list(loaded.input_size),
-            "mean": list(loaded.mean),
-            "std": list(loaded.std),
-            "weights": loaded.weights,
-            "alias": loaded.alias.name if loaded.alias else None,
-        },
+        "source": source_record(source, meta),
         "config": asdict(cfg),
         "macs": {"before": plan.macs_before, "after": plan.macs_after, "unrounded": plan.macs_unrounded,
                  "rounding_cost": plan.macs_after - plan.macs_unrounded},
         "params": {"before": plan.params_before, "after": plan.params_after},
         "target_scale": plan.scale,
+        "output_shape": output_shape,
         "classes": [asdict(c) for c in classes],
+        "frozen_classes": [asdict(f) for f in checked.frozen],
+        "self_check": {"attempts": checked.attempts, "retraced": checked.retraced, "seconds": round(checked.seconds, 3)},
+        "versions": {"timm": timm.__version__, "torch": torch.__version__},
         "groups": [
             {"id": g.id, "class": g.class_id, "kind": g.kind, "width": g.width, "kept_width": plan.widths_after[g.id],
              "heads": list(g.heads) if g.heads else None, "params": g.params,
@@ -161,10 +219,32 @@ def build_spec(loaded: LoadedModel, grouping: Grouping, plan: PrunePlan, cfg: Pr
              "importance": [round(float(v), 6) for v in scores[g.id].tolist()]}
             for g in grouping.groups
         ],
-        "modules": [asdict(c) for c in changes],
+        "modules": [asdict(c) for c in checked.changes],
+        "tied": tied_names(pruned),
         "unprunable": [asdict(u) for u in grouping.unprunable],
     }
 
 
+def source_record(source: Source | None, meta: dict[str, Any]) -> dict[str, Any]:
+    """The spec's ``source``: kind, name, kwargs (schema 2) plus the schema-1 keys for timm sources."""
+    source = source or Source()
+    record = {"kind": source.kind, "name": source.name, "kwargs": _plain(source.kwargs)}
+    if source.kind == "timm":
+        record.update({"timm": source.name, "create_kwargs": _plain(source.kwargs)})
+    record.update({k: v for k, v in meta.items() if v is not None or k == "alias"})
+    return record
+
+
+def _plain(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}
+
+
+def with_source(result: PruneResult, source: Source) -> PruneResult:
+    """The same result, recording ``source`` as where the dense model comes from."""
+    meta = {k: v for k, v in result.spec["source"].items() if k not in ("kind", "name", "kwargs", "timm", "create_kwargs")}
+    spec = dict(result.spec, source=source_record(source, meta))
+    return replace(result, spec=spec)
+
+
 def save_pruned(result: PruneResult, folder: Path, force: bool = False) -> Path:
-    return write_folder(Path(folder), result.loaded.model, result.spec, force=force)
+    return write_folder(Path(folder), result.model, result.spec, force=force)

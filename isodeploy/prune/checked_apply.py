@@ -126,18 +126,32 @@ def check_retrace(model: nn.Module, grouping: Grouping, keep_by_atom: dict[int, 
         return Failure("retrace", str(exc))
     widths = {atom: len(idx) for atom, idx in keep_by_atom.items()}
     prop = grouping.prop
-    planned = {n.name: n for n in prop.traced.graph.nodes if n.op == "call_function"}
-    for node in traced.graph.nodes:
-        old = planned.get(node.name)
-        dims = prop.dims_of(old) if old is not None else None
-        actual = shape_of(node.meta.get("val"))
-        if dims is None or actual is None or len(dims) != len(actual):
+    planned = _by_place(prop.traced)
+    for place, nodes in _by_place(traced).items():
+        old_nodes = planned.get(place, [])
+        if len(old_nodes) != len(nodes):  # the module took another code path: nothing to pair
             continue
-        expected = tuple(prop.atoms.tree(d).size_with(widths) for d in dims)
-        if expected != actual:
-            return Failure("retrace", f"activation '{node.name}' is {list(actual)}, the plan says {list(expected)}",
-                           module=traced.module_of(node))
+        for node, old in zip(nodes, old_nodes):
+            dims = prop.dims_of(old)
+            actual = shape_of(node.meta.get("val"))
+            if dims is None or actual is None or len(dims) != len(actual):
+                continue
+            expected = tuple(prop.atoms.tree(d).size_with(widths) for d in dims)
+            if expected != actual:
+                return Failure("retrace", f"activation '{node.name}' ({place[1]}) is {list(actual)}, the plan says {list(expected)}",
+                               module=place[0])
     return None
+
+
+def _by_place(traced) -> dict[tuple[str, str], list]:
+    """Op nodes bucketed by (module path, op), in graph order: how two traces of one model pair up."""
+    from isodeploy.graph.propagate import op_name
+
+    out: dict[tuple[str, str], list] = {}
+    for node in traced.graph.nodes:
+        if node.op == "call_function":
+            out.setdefault((traced.module_of(node), op_name(node)), []).append(node)
+    return out
 
 
 class _Checker:

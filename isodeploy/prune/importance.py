@@ -7,7 +7,8 @@ with scores of groups of the same isomorphic class, which is all the isomorphic 
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from dataclasses import dataclass
+from typing import Callable, Iterable, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -90,3 +91,85 @@ def taylor(model: nn.Module, grouping: Grouping, batches: Iterable[tuple[torch.T
     if seen == 0:
         raise IsodeployError("taylor importance got no calibration batches; check --calib-data and --calib-batches")
     return {g.id: group_scores(g, accumulated.get, "l1") for g in grouping.groups}
+
+
+# -- the pluggable form: an importance is an object with ``name`` and ``scores`` -------------------------
+@runtime_checkable
+class Importance(Protocol):
+    """Per-channel scores of every group, comparable within an isomorphic class (public API).
+
+    ``scores(model, grouping, data)`` returns ``{group id: tensor of shape (group.width,)}``; ``data``
+    is an iterable of ``(images, labels or None)`` batches, or None when the importance needs none.
+    """
+
+    name: str
+
+    def scores(self, model: nn.Module, grouping: Grouping, data: Iterable | None) -> dict[int, torch.Tensor]: ...
+
+
+@dataclass
+class Magnitude:
+    """L1/L2 norm of each channel's whole group slice (the default)."""
+
+    norm: str = "l2"
+    name: str = "magnitude"
+
+    def scores(self, model: nn.Module, grouping: Grouping, data: Iterable | None = None) -> dict[int, torch.Tensor]:
+        return magnitude(model, grouping, self.norm)
+
+
+@dataclass
+class Taylor:
+    """First-order Taylor |w·∂L/∂w| over calibration batches (the paper's choice)."""
+
+    name: str = "taylor"
+    progress: Callable[[int], None] | None = None
+
+    def scores(self, model: nn.Module, grouping: Grouping, data: Iterable | None = None) -> dict[int, torch.Tensor]:
+        if data is None:
+            raise IsodeployError("importance='taylor' needs calibration data: pass calib_data= (batches of images, "
+                                 "a folder of images, or 'synthetic')")
+        return taylor(model, grouping, data, self.progress)
+
+
+@dataclass
+class RandomImportance:
+    """Random scores: a control for experiments."""
+
+    seed: int = 0
+    name: str = "random"
+
+    def scores(self, model: nn.Module, grouping: Grouping, data: Iterable | None = None) -> dict[int, torch.Tensor]:
+        return random_scores(grouping, self.seed)
+
+
+def importance_from(value: "str | Importance", norm: str = "l2", progress: Callable[[int], None] | None = None) -> Importance:
+    """``"magnitude" | "taylor" | "random"`` or an object following :class:`Importance`."""
+    if isinstance(value, str):
+        if value == "magnitude":
+            return Magnitude(norm=norm)
+        if value == "taylor":
+            return Taylor(progress=progress)
+        if value == "random":
+            return RandomImportance()
+        raise IsodeployError(f"importance= must be one of {', '.join(IMPORTANCES)} or an Importance object; got '{value}'")
+    if not callable(getattr(value, "scores", None)):
+        raise IsodeployError(f"importance= must be a name or an object with a scores(model, grouping, data) method; "
+                             f"got {type(value).__name__}")
+    return value
+
+
+def check_scores(scores: object, grouping: Grouping, name: str) -> dict[int, torch.Tensor]:
+    """A custom importance's answer: one finite score per channel of every group."""
+    if not isinstance(scores, dict):
+        raise IsodeployError(f"importance '{name}' returned {type(scores).__name__}, not a dict of group id → scores")
+    out = {}
+    for group in grouping.groups:
+        value = scores.get(group.id)
+        if value is None:
+            raise IsodeployError(f"importance '{name}' gave no scores for group {group.id} ({group.params[0]})")
+        value = torch.as_tensor(value, dtype=torch.float64).flatten()
+        if value.numel() != group.width or not torch.isfinite(value).all():
+            raise IsodeployError(f"importance '{name}': group {group.id} needs {group.width} finite scores; got {value.numel()}")
+        out[group.id] = value
+    return out

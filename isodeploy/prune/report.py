@@ -14,7 +14,7 @@ def _g(value: float) -> str:
 
 def print_summary(console: Console, result, output: Path | None = None) -> None:
     cfg, plan = result.config, result.plan
-    title = f"{result.loaded.timm_name}: {cfg.ranking} ranking, {cfg.importance} importance, round to {cfg.round_to}"
+    title = f"{result.grouping.model}: {cfg.ranking} ranking, {cfg.importance} importance, round to {cfg.round_to}"
     if cfg.preset:
         title += f", preset {cfg.preset}"
     table = Table(title=title)
@@ -23,8 +23,11 @@ def print_summary(console: Console, result, output: Path | None = None) -> None:
     for c in result.classes:
         widths = sorted(set(c.widths_after))
         shown = ", ".join(map(str, widths[:6])) + (" …" if len(widths) > 6 else "")
-        table.add_row(str(c.id), c.kind, c.signature, str(c.groups), f"{c.width_before} → {c.width_after}", shown)
+        table.add_row(str(c.id), c.kind, c.signature, str(c.groups), f"{c.width_before} → {c.width_after}",
+                      shown if not c.frozen else "[yellow]frozen[/]")
     console.print(table)
+    for frozen in result.frozen:
+        console.print(f"[yellow]class {frozen.class_id} ({frozen.kind}) kept dense: {frozen.reason}[/]")
     cost = plan.macs_after - plan.macs_unrounded
     console.print(
         f"MACs {_g(plan.macs_before)} → {_g(plan.macs_after)} ({plan.macs_after / plan.macs_before:.1%}); "
@@ -32,7 +35,7 @@ def print_summary(console: Console, result, output: Path | None = None) -> None:
         f"rounding to {cfg.round_to} cost {cost / 1e6:+.1f} M MACs"
         + (f"; ratio scale {plan.scale:.3f} for --target-macs" if cfg.target_macs else "")
     )
-    if result.loaded.weights == "random":
+    if result.loaded is not None and result.loaded.weights == "random":
         console.print("[yellow]weights were random: accuracy figures of this model mean nothing[/]")
     if output is not None:
         console.print(f"wrote {output}/model.safetensors and {output}/isodeploy.json")

@@ -1,8 +1,10 @@
-"""Save a pruned model as ``model.safetensors`` + ``isodeploy.json`` and rebuild it from timm + spec.
+"""Save a pruned model as ``model.safetensors`` + ``isodeploy.json`` and rebuild it from source + spec.
 
-Reloading never unpickles code: the timm model is created as the spec says, every parameter and
-buffer is resized to the saved shape, the recorded module attributes are set (``num_heads``,
-``in_features``, ``groups`` …), then the weights are loaded strictly.
+Reloading never unpickles code: the dense architecture is built from the spec's source (timm,
+torchvision, a factory the caller trusts, or the dense model the caller passes), every parameter
+and buffer is resized to the saved shape, the recorded module attributes are set (``num_heads``,
+``in_features``, ``groups`` …), then the weights are loaded strictly. Tied tensors are saved once
+and re-tied. Spec schema 2 records the source kind; schema-1 folders (timm only) still load.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from isodeploy import __version__
 from isodeploy.errors import IsodeployError
 from isodeploy.fileio import sha256_file
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SPEC_FILE = "isodeploy.json"
 WEIGHTS_FILE = "model.safetensors"
 
@@ -32,18 +34,36 @@ def read_spec(folder: Path) -> dict[str, Any]:
         raise IsodeployError(f"'{folder}' holds no {SPEC_FILE}; pass an isodeploy output folder") from exc
     except json.JSONDecodeError as exc:
         raise IsodeployError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+    except (UnicodeDecodeError, IsADirectoryError) as exc:
+        raise IsodeployError(f"{path} is not a JSON text file; restore it or re-run 'isodeploy prune'") from exc
+    if not isinstance(spec, dict):
+        raise IsodeployError(f"{path} holds a JSON {type(spec).__name__}, not a pruning spec")
     schema = spec.get("schema")
     if not isinstance(schema, int):
         raise IsodeployError(f"{path} has no schema version; it was not written by isodeploy")
     if schema > SCHEMA_VERSION:
         raise IsodeployError(f"{path} uses spec schema {schema}, newer than this isodeploy ({SCHEMA_VERSION}); upgrade isodeploy")
-    if "source" not in spec or "timm" not in spec["source"]:
-        raise IsodeployError(f"{path} names no source model")
+    source_of_spec(spec, path)  # the source is valid and allow-listed, or one line says why
+    from isodeploy.core.artifacts import validate_spec
+
+    validate_spec(spec, path)  # types of input_size, mean/std, modules/attrs
     return spec
 
 
+def source_of_spec(spec: dict[str, Any], where: object) -> "Source":
+    """The spec's :class:`~isodeploy.zoo.sources.Source` (schema 1 and 2), allow-listed kwargs only."""
+    from isodeploy.zoo.sources import source_from_json
+
+    return source_from_json(spec.get("source"), str(where))
+
+
+def source_label(spec: dict[str, Any]) -> str:
+    """A display name of the spec's source (timm name, ``torchvision:NAME``, factory, custom)."""
+    return source_of_spec(spec, SPEC_FILE).label
+
+
 def read_spec_source(folder: Path) -> str:
-    return read_spec(folder)["source"]["timm"]
+    return source_label(read_spec(folder))
 
 
 def write_folder(folder: Path, model: nn.Module, spec: dict[str, Any], force: bool = False) -> Path:
@@ -62,9 +82,12 @@ def write_folder(folder: Path, model: nn.Module, spec: dict[str, Any], force: bo
     input_folder = Path(source[len("folder:"):]) if source.startswith("folder:") else None
     with open_output_folder(folder, adopt=legacy_entries, input_folder=input_folder, known_names=(WEIGHTS_FILE, SPEC_FILE)) as out:
         old = _old_spec(out.path)
-        have = old.get("source", {}).get("timm") if isinstance(old.get("source"), dict) else None
-        if have and have != spec["source"]["timm"] and not force:
-            raise IsodeployError(f"-o {out.path} holds a pruned '{have}', not '{spec['source']['timm']}'; choose another folder or pass --force")
+        try:
+            have = source_label(old) if old.get("source") else None
+        except IsodeployError:
+            have = None
+        if have and have != source_label(spec) and not force:
+            raise IsodeployError(f"-o {out.path} holds a pruned '{have}', not '{source_label(spec)}'; choose another folder or pass --force")
         out.claim(WEIGHTS_FILE, SPEC_FILE)
         _write_weights_and_spec(out.path, model, spec, old, keep=("pipeline",))
         return out.path
@@ -95,13 +118,23 @@ def _write_weights_and_spec(folder: Path, model: nn.Module, spec: dict[str, Any]
 
 
 def tensors_to_save(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The state dict plus non-persistent buffers: pruning may have sliced those too (BlurPool's
-    filter), and a rebuilt model would otherwise come back with their old shapes."""
+    """The state dict plus non-persistent buffers (pruning may have sliced those too: BlurPool's
+    filter), each tensor once: safetensors refuses shared storage, so a tied tensor is saved under
+    its first name and :func:`tied_names` records the others."""
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     for name, buffer in model.named_buffers():
         if name not in state and buffer is not None:
             state[name] = buffer.detach().contiguous()
+    for alias in tied_names(model):
+        state.pop(alias, None)
     return state
+
+
+def tied_names(model: nn.Module) -> dict[str, str]:
+    """Every other name of a tensor held under several names → its first name."""
+    from isodeploy.prune.apply import tied_aliases
+
+    return {alias: first for first, aliases in tied_aliases(model).items() for alias in aliases}
 
 
 def write_into(folder: Path, model: nn.Module, spec: dict[str, Any], keep: tuple[str, ...] = ("pipeline",)) -> None:
@@ -138,27 +171,39 @@ def _resize_like(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
 
 
 def _set_attrs(model: nn.Module, modules: list[dict[str, Any]]) -> None:
+    from isodeploy.core.artifacts import check_restorable_attr
+
     for entry in modules:
-        module = model.get_submodule(entry["module"]) if entry["module"] else model
+        try:
+            module = model.get_submodule(entry["module"]) if entry["module"] else model
+        except AttributeError:
+            raise IsodeployError(f"the spec names module '{entry['module']}', which the rebuilt model lacks; "
+                                 "the source model changed, or the spec was edited") from None
         for attr, value in entry.get("attrs", {}).items():
-            if not hasattr(module, attr):
-                raise IsodeployError(f"module '{entry['module']}' has no attribute '{attr}' to restore; the timm model changed?")
+            check_restorable_attr(module, attr, value, entry["module"])
             setattr(module, attr, tuple(value) if isinstance(value, list) else value)
 
 
-def rebuild(spec: dict[str, Any], state: dict[str, torch.Tensor]) -> nn.Module:
-    """Create the source timm model (random init, no download), reshape it per ``state`` and spec, load."""
-    import timm
+def rebuild(spec: dict[str, Any], state: dict[str, torch.Tensor], model: nn.Module | None = None,
+            trusted_factory: str | None = None, trust: bool = False) -> nn.Module:
+    """Build the dense architecture (``model``, copied, or the spec's source with random init and no
+    download), reshape it per ``state`` and spec, re-tie shared tensors, load strictly."""
+    import copy
 
-    source = spec["source"]
-    if not timm.is_model(source["timm"]):
-        raise IsodeployError(f"the spec's source model '{source['timm']}' is unknown to timm {timm.__version__}")
-    kwargs = source.get("create_kwargs", {})
-    try:
-        model = timm.create_model(source["timm"], pretrained=False, **kwargs)
-    except Exception as exc:  # timm raises TypeError/ValueError/AssertionError for bad kwargs
-        raise IsodeployError(f"could not rebuild the spec's source model '{source['timm']}' with {kwargs} "
-                             f"({type(exc).__name__}: {str(exc)[:120]}); was the spec edited or made by another timm?") from exc
+    source = source_of_spec(spec, SPEC_FILE)
+    label = source.label
+    if model is not None:
+        model = copy.deepcopy(model)
+    else:
+        model = source.create(pretrained=False, trusted_factory=trusted_factory, trust=trust)
+    tied = spec.get("tied") or {}
+    if not isinstance(tied, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tied.items()):
+        raise IsodeployError("the spec's 'tied' must map tensor names to tensor names; the spec was edited")
+    state = dict(state)
+    for alias, first in tied.items():
+        if first not in state:
+            raise IsodeployError(f"the spec ties '{alias}' to '{first}', which the weights lack; the spec was edited")
+        state[alias] = state[first]
     _resize_like(model, state)
     _set_attrs(model, spec.get("modules", []))
     own = model.state_dict()
@@ -171,21 +216,57 @@ def rebuild(spec: dict[str, Any], state: dict[str, torch.Tensor]) -> nn.Module:
     state = {k: v for k, v in state.items() if k not in non_persistent}
     missing = [k for k in own if k not in state]
     if missing:
-        raise IsodeployError(f"the weights lack '{missing[0]}' for the spec's source model '{source['timm']}' (a changed source model?)")
+        raise IsodeployError(f"the weights lack '{missing[0]}' for the spec's source model '{label}' (a changed source model?)")
     extra = [k for k in state if k not in own]
     if extra:
-        raise IsodeployError(f"the weights have '{extra[0]}', unknown to the spec's source model '{source['timm']}' (a changed source model?)")
+        raise IsodeployError(f"the weights have '{extra[0]}', unknown to the spec's source model '{label}' (a changed source model?)")
     model.load_state_dict(state, strict=True)
+    _retie(model, tied)
+    _check_output(model, spec, label)
     model.train(True)
     model.eval()  # the round trip drops eval-mode caches built from the old shapes (LeViT)
     return model
 
 
-def load_folder(folder: Path):
-    """``isodeploy.load(DIR)``: a :class:`~isodeploy.zoo.LoadedModel` rebuilt from an output folder."""
+def _retie(model: nn.Module, tied: dict[str, str]) -> None:
+    """Make every alias the very same tensor object as its first name again (load_state_dict copies)."""
+    for alias, first in tied.items():
+        owner_name, _, attr = alias.rpartition(".")
+        owner = model.get_submodule(owner_name) if owner_name else model
+        first_owner_name, _, first_attr = first.rpartition(".")
+        first_owner = model.get_submodule(first_owner_name) if first_owner_name else model
+        tensor = getattr(first_owner, first_attr)
+        (owner._parameters if attr in owner._parameters else owner._buffers)[attr] = tensor
+
+
+def _check_output(model: nn.Module, spec: dict[str, Any], label: str) -> None:
+    """The rebuilt model answers with the output shape recorded at prune time (what a file's
+    ``num_classes`` claims is checked against the weights by running them)."""
+    expected = spec.get("output_shape")
+    size = spec.get("source", {}).get("input_size")
+    if not isinstance(expected, list) or not isinstance(size, list):
+        return
+    try:
+        with torch.no_grad():
+            was = model.training
+            model.eval()
+            out = model(torch.zeros(2, *[int(v) for v in size]))
+            model.train(was)
+    except Exception as exc:  # a spec whose attributes disagree with its weights
+        raise IsodeployError(f"the rebuilt '{label}' does not run ({type(exc).__name__}: {str(exc)[:120]}); "
+                             "the spec or weights were edited") from exc
+    if isinstance(out, torch.Tensor) and list(out.shape[1:]) != expected:
+        raise IsodeployError(f"the rebuilt '{label}' answers {list(out.shape[1:])}, the spec recorded {expected}; "
+                             "the spec or weights were edited")
+
+
+def load_folder(folder: Path, model: nn.Module | None = None, trusted_factory: str | None = None, trust: bool = False):
+    """A :class:`~isodeploy.zoo.LoadedModel` rebuilt from an output folder (``model``: the dense
+    architecture to rebuild from, needed for folders saved from a custom model without a source)."""
     from safetensors.torch import load_file
 
     from isodeploy.zoo import LoadedModel
+    from isodeploy.zoo.load import attach_source
 
     folder = Path(folder)
     spec = read_spec(folder)
@@ -199,16 +280,20 @@ def load_folder(folder: Path):
         state = load_file(str(weights))
     except Exception as exc:
         raise IsodeployError(f"{weights} could not be read ({type(exc).__name__})") from exc
-    model = rebuild(spec, state).eval()
-    source = spec["source"]
-    return LoadedModel(
-        model=model,
-        timm_name=source["timm"],
-        input_size=tuple(source["input_size"]),
+    pruned = rebuild(spec, state, model=model, trusted_factory=trusted_factory, trust=trust).eval()
+    source = source_of_spec(spec, folder / SPEC_FILE)
+    meta = spec["source"]
+    loaded = LoadedModel(
+        model=pruned,
+        timm_name=source.label,
+        input_size=tuple(meta["input_size"]),
         weights=f"folder:{folder}",
         folder=folder,
-        create_kwargs=source.get("create_kwargs", {}),
-        mean=tuple(source.get("mean", (0.485, 0.456, 0.406))),
-        std=tuple(source.get("std", (0.229, 0.224, 0.225))),
-        num_classes=getattr(model, "num_classes", 1000),
+        create_kwargs=dict(source.kwargs),
+        mean=tuple(meta.get("mean", (0.485, 0.456, 0.406))),
+        std=tuple(meta.get("std", (0.229, 0.224, 0.225))),
+        num_classes=getattr(pruned, "num_classes", 1000),
+        source=source,
     )
+    attach_source(pruned, loaded)
+    return loaded

@@ -1,7 +1,8 @@
-"""Resolve a ``MODEL`` argument and create the model: alias, timm name or isodeploy folder.
+"""Resolve a ``MODEL`` argument and build the model: alias, timm name, ``torchvision:NAME``,
+``package.module:function`` or an isodeploy output folder.
 
-One public entry point, :func:`load_model`, in the spirit of ``timm.create_model``: every command
-that takes a model goes through it, so aliases, weights and ``--img-size`` behave the same everywhere.
+Every command that takes a model goes through :func:`load_model`, so sources, weights and
+``--img-size`` behave the same everywhere.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from torch import nn
 
 from isodeploy.errors import IsodeployError
 from isodeploy.presets_store import Alias, load_presets
+from isodeploy.zoo.sources import BuildError, Source, is_factory, torchvision_builder
 
 SPEC_FILE = "isodeploy.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -27,9 +29,10 @@ class ModelRef:
     """What a ``MODEL`` argument names, before anything is built."""
 
     query: str
-    timm_name: str
+    timm_name: str  # the display name: a timm name, "torchvision:NAME" or "package.module:function"
     alias: Alias | None = None
     folder: Path | None = None
+    source: Source | None = None
 
 
 @dataclass
@@ -46,6 +49,7 @@ class LoadedModel:
     mean: tuple[float, ...] = (0.485, 0.456, 0.406)
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
     num_classes: int = 1000
+    source: Source | None = None
 
     def example_input(self, batch: int = 2) -> torch.Tensor:
         """A random input of the model's size; batch 2 by default because export specialises size-1 dims."""
@@ -59,36 +63,43 @@ def resolve(query: str) -> ModelRef:
     path = Path(query)
     if path.is_dir():
         if (path / SPEC_FILE).is_file():
-            from isodeploy.prune.spec import read_spec_source  # noqa: PLC0415 - folders need the spec module
+            from isodeploy.prune.spec import read_spec, source_of_spec  # noqa: PLC0415 - folders need the spec module
 
-            return ModelRef(query=query, timm_name=read_spec_source(path), folder=path)
+            source = source_of_spec(read_spec(path), path)
+            return ModelRef(query=query, timm_name=source.label, folder=path, source=source)
         raise IsodeployError(f"'{query}' is a folder but holds no {SPEC_FILE}; pass an isodeploy output folder")
+    if query.startswith("torchvision:"):
+        name = query.split(":", 1)[1]
+        torchvision_builder(name)  # fails with suggestions when unknown
+        return ModelRef(query=query, timm_name=query, source=Source("torchvision", name))
+    if is_factory(query):
+        return ModelRef(query=query, timm_name=query, source=Source("factory", query))
     aliases, _ = load_presets()
     if query in aliases:
-        return ModelRef(query=query, timm_name=aliases[query].timm, alias=aliases[query])
+        return ModelRef(query=query, timm_name=aliases[query].timm, alias=aliases[query], source=Source("timm", aliases[query].timm))
     if timm.is_model(query):
-        return ModelRef(query=query, timm_name=query)
+        return ModelRef(query=query, timm_name=query, source=Source("timm", query))
     candidates = list(aliases) + timm.list_models()
     close = difflib.get_close_matches(query, candidates, n=3, cutoff=0.6)
-    hint = f" Did you mean: {', '.join(close)}?" if close else " Run 'isodeploy presets' for aliases or see timm.list_models()."
+    hint = f" Did you mean: {', '.join(close)}?" if close else (
+        " Run 'isodeploy presets' for aliases, or give a timm name, torchvision:NAME, package.module:function or a folder.")
     raise IsodeployError(f"unknown model '{query}'.{hint}")
 
 
-def _create(timm_name: str, pretrained: bool, img_size: int | None, extra: dict[str, Any]) -> tuple[nn.Module, dict]:
-    """Create a timm model, passing ``img_size`` only to models that take it."""
-    import timm
-
+def _create(source: Source, pretrained: bool, img_size: int | None, extra: dict[str, Any]) -> tuple[nn.Module, dict]:
+    """Build the model, passing the image size the way each source takes it (timm ``img_size``,
+    torchvision ViT ``image_size``; fully convolutional models take any size at run time)."""
     kwargs = dict(extra)
-    if img_size is not None:
-        kwargs["img_size"] = img_size
+    size_key = {"timm": "img_size", "torchvision": "image_size"}.get(source.kind)
+    if img_size is not None and size_key:
+        kwargs[size_key] = img_size
     try:
-        return timm.create_model(timm_name, pretrained=pretrained, **kwargs), kwargs
-    except TypeError as exc:
-        if img_size is None or "img_size" not in str(exc):
+        return Source(source.kind, source.name, kwargs).create(pretrained=pretrained, trust=True), kwargs
+    except IsodeployError as exc:
+        if img_size is None or not size_key or size_key not in str(exc):
             raise
-    # Fully convolutional models take no img_size argument: they accept any size at run time.
-    kwargs.pop("img_size")
-    return timm.create_model(timm_name, pretrained=pretrained, **kwargs), kwargs
+    kwargs.pop(size_key)
+    return Source(source.kind, source.name, kwargs).create(pretrained=pretrained, trust=True), kwargs
 
 
 def _offline_error(timm_name: str, exc: Exception) -> IsodeployError:
@@ -136,7 +147,10 @@ def load_state_file(path: Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt files raise many different types
-        raise IsodeployError(f"weights file '{path}' could not be read ({type(exc).__name__}: {str(exc)[:120]})") from exc
+        from isodeploy.core.artifacts import pickle_refusal
+
+        raise (pickle_refusal(path, exc) or IsodeployError(
+            f"weights file '{path}' could not be read ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})")) from exc
     for key in ("state_dict", "model", "model_state", "module"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -179,47 +193,46 @@ def load_model(
 ) -> LoadedModel:
     """Resolve ``query`` and build the model in eval mode.
 
-    ``weights`` is ``pretrained`` (timm's hub download), ``random`` or a path to a weights file.
-    ``create_kwargs`` go to ``timm.create_model`` (tests use them to make tiny variants).
+    ``weights`` is ``pretrained`` (the source's own download: timm's hub, torchvision's DEFAULT
+    weights; a factory decides itself), ``random`` or a path to a weights file. ``create_kwargs`` go
+    to the builder (tests use them to make tiny variants).
     """
     ref = resolve(query)
     if ref.folder is not None:
         from isodeploy.prune.spec import load_folder  # noqa: PLC0415
 
         return load_folder(ref.folder)
+    source = ref.source
     if weights not in ("pretrained", "random") and not Path(weights).exists():
         raise IsodeployError(f"--weights must be 'pretrained', 'random' or an existing file; '{weights}' is none of these")
-    pretrained = weights == "pretrained"
-    if pretrained and not _hub_reachable():
+    pretrained = weights == "pretrained" and source.kind != "factory"
+    if pretrained and source.kind == "timm" and not _hub_reachable():
         raise _offline_error(ref.timm_name, ConnectionError("model hub unreachable"))
-    if weights == "random":
+    if weights == "random" or source.kind == "factory":
         # Deterministic "random": two commands given the same model and --weights random build the
         # same weights, so `export` then `verify --reference` compare like with like.
         torch.manual_seed(RANDOM_WEIGHTS_SEED)
     try:
-        model, used_kwargs = _create(ref.timm_name, pretrained, img_size, create_kwargs)
-    except IsodeployError:
-        raise
-    except (OSError, RuntimeError, ValueError) as exc:
-        text = f"{type(exc).__name__}: {exc}"
-        if pretrained and any(s in text.lower() for s in ("connect", "resolve", "offline", "hub", "http", "urlopen", "network")):
-            raise _offline_error(ref.timm_name, exc) from exc
+        model, used_kwargs = _create(source, pretrained, img_size, create_kwargs)
+    except BuildError as exc:
+        cause = exc.__cause__
+        text = f"{type(cause).__name__}: {cause}".lower()
+        if pretrained and (not isinstance(cause, (TypeError, ValueError, AssertionError)) or any(
+                s in text for s in ("connect", "resolve", "offline", "hub", "http", "urlopen", "network", "download"))):
+            raise _offline_error(ref.timm_name, cause) from exc
         if img_size is not None:
-            raise IsodeployError(f"model '{ref.timm_name}' can't take --img-size {img_size}: {str(exc)[:160]}") from exc
-        raise IsodeployError(f"could not create '{ref.timm_name}': {str(exc)[:200]}") from exc
-    except Exception as exc:  # hub clients raise their own exception classes when offline
-        if pretrained:
-            raise _offline_error(ref.timm_name, exc) from exc
+            raise IsodeployError(f"model '{ref.timm_name}' can't take --img-size {img_size}: {str(cause)[:160]}") from exc
         raise
     if weights not in ("pretrained", "random"):
         apply_state(model, load_state_file(Path(weights)), weights)
     model.eval()
     cfg = getattr(model, "pretrained_cfg", None) or {}
-    channels, height, width = cfg.get("input_size", (3, 224, 224))
+    default_size = used_kwargs.get("image_size", 224)
+    channels, height, width = cfg.get("input_size", (3, default_size, default_size))
     if img_size is not None:
         height = width = img_size
         _check_input_size(model, ref.timm_name, (channels, height, width))
-    return LoadedModel(
+    loaded = LoadedModel(
         model=model,
         timm_name=ref.timm_name,
         input_size=(channels, height, width),
@@ -229,4 +242,14 @@ def load_model(
         mean=tuple(cfg.get("mean", (0.485, 0.456, 0.406))),
         std=tuple(cfg.get("std", (0.229, 0.224, 0.225))),
         num_classes=getattr(model, "num_classes", 1000),
+        source=Source(source.kind, source.name, dict(used_kwargs)),
     )
+    attach_source(model, loaded)
+    return loaded
+
+
+def attach_source(model: nn.Module, loaded: "LoadedModel") -> None:
+    """Remember on the module where it came from, so ``isodeploy.save`` can record it unasked."""
+    object.__setattr__(model, "_isodeploy_source", loaded.source)
+    object.__setattr__(model, "_isodeploy_input", {"input_size": list(loaded.input_size), "mean": list(loaded.mean),
+                                                   "std": list(loaded.std)})
