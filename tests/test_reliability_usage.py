@@ -64,3 +64,30 @@ def test_console_script_exits_2_without_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "isodeploy", "prune"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.count("error:") == 1
+
+
+def test_an_input_error_under_torchrun_prints_once_and_every_rank_exits_2(tmp_path):
+    import os
+    import re
+    import shutil
+    import subprocess
+
+    import torch
+
+    torchrun = shutil.which("torchrun")
+    if torchrun is None or not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
+        pytest.skip("needs torchrun and gloo")
+    (tmp_path / "data").mkdir()
+    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "isodeploy", "finetune", str(tmp_path / "no-student"),
+           "--data", str(tmp_path / "data"), "-o", str(tmp_path / "out"), "--workers", "0", "--device", "cpu"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=tmp_path,
+                          env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore"))
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert len([line for line in text.splitlines() if line.startswith("error:")]) == 1, text[-3000:]
+    assert "terminate called" not in text and "SIGABRT" not in text and "Signal 6" not in text, text[-3000:]
+    # torchrun's own launcher reports the failed ranks (its traceback is its own, not a rank's)
+    assert not re.search(r'File ".*/isodeploy/', text), text[-3000:]
+    codes = re.findall(r"exitcode\s*:\s*(-?\d+)", text)
+    assert codes and set(codes) == {"2"}, text[-3000:]
+    assert not (tmp_path / "out").exists()

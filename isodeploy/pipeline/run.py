@@ -133,6 +133,7 @@ class Pipeline:
             self.book.folder = out.path
             self._check_model_matches()
             self._check_disk()
+            self._check_bench_batch()
             clean_system_temps()
             try:
                 ok = stages.prune(self) and stages.finetune(self) and stages.export(self) and stages.verify(self)
@@ -159,6 +160,18 @@ class Pipeline:
         wanted = resolve(self.opts.model).timm_name
         if have != wanted and not self.opts.force:
             raise IsodeployError(f"-o {self.dir} holds a run for '{have}', not '{wanted}'; choose another folder or pass --force")
+
+    def _check_bench_batch(self) -> None:
+        """A --bench-batch far beyond memory fails now, not after pruning and exporting."""
+        if not self.opts.bench or not self.opts.bench_batch:
+            return
+        source = read_state(self.dir).get("source")
+        size = source.get("input_size") if isinstance(source, dict) else None
+        if not (isinstance(size, list) and len(size) == 3 and all(isinstance(v, int) for v in size)):
+            size = list(self.dense.input_size)
+        from isodeploy.core.limits import check_batch_fits
+
+        check_batch_fits(self.opts.bench_batch, size, "--bench-batch")
 
     def _check_disk(self) -> None:
         """Fail before any work when the artifacts can't fit: weights, two FP32 ONNX files, an FP16 one
