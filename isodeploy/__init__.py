@@ -1,18 +1,58 @@
-"""isodeploy: isomorphic pruning, export and honest latency reports for timm vision models."""
+"""isodeploy: isomorphic pruning, export and honest latency reports for vision models.
+
+The public API (names are a contract)::
+
+    model = isodeploy.create_model("torchvision:vit_b_16", weights="random")
+    grouping = isodeploy.analyze(model, torch.randn(2, 3, 224, 224))
+    result = isodeploy.prune(model, torch.randn(2, 3, 224, 224), ratio=0.3)
+    isodeploy.save(result, "out/vit")
+    pruned = isodeploy.load("out/vit")
+    isodeploy.export_onnx(pruned, "out/vit/model.onnx")
+    isodeploy.verify("out/vit/model.onnx", reference=pruned)
+    isodeploy.bench(["out/vit/model.onnx"])
+
+Extension points: :func:`register_op` (a channel rule / MAC formula for an op) and
+:func:`register_fixup` (attribute fix-ups for a module type); see ``docs/grouper.md``.
+"""
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from typing import Any
+
+__version__ = "0.2.0"
 
 from isodeploy.errors import IsodeployError
 
+_LAZY = {
+    "create_model": "isodeploy.api", "analyze": "isodeploy.api", "save": "isodeploy.api",
+    "load": "isodeploy.api", "export_onnx": "isodeploy.api_deploy", "verify": "isodeploy.api_deploy",
+    "register_op": "isodeploy.graph.ops", "register_fixup": "isodeploy.prune.fixups",
+    "Importance": "isodeploy.prune.importance", "Source": "isodeploy.zoo.sources", "PruneResult": "isodeploy.prune.api",
+}
 
 
-def load(folder):
-    """Rebuild a pruned model from an isodeploy output folder (timm + spec + safetensors)."""
-    from isodeploy.prune.spec import load_folder
+def prune(*args: Any, **kwargs: Any):
+    """Isomorphic pruning of a copy of ``model``; see :func:`isodeploy.api.prune`."""
+    from isodeploy.api import prune as _prune
 
-    return load_folder(folder)
+    return _prune(*args, **kwargs)
 
 
-__all__ = ["__version__", "IsodeployError", "load"]
+def bench(*args: Any, **kwargs: Any):
+    """Latency, memory and MACs of artifacts; see :func:`isodeploy.api_deploy.bench`."""
+    from isodeploy.api_deploy import bench as _bench
+
+    return _bench(*args, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    """Import the heavy parts (torch, timm) only when the API is used, so the CLI starts fast."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'isodeploy' has no attribute '{name}'")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = ["__version__", "IsodeployError", "prune", "bench", *_LAZY]

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from isodeploy.errors import IsodeployError
+from isodeploy.graph.constraints import apply_constraints
 from isodeploy.graph.groups import Group, Unprunable, build_groups
 from isodeploy.graph.isomorphic import group_signature, node_leaf_sets, signature_hash
 from isodeploy.graph.propagate import Propagation, propagate
@@ -98,15 +99,18 @@ def _unsupported(prop: Propagation, groups_by_leaf: dict[int, Group], trees) -> 
     return out
 
 
-def analyze(model: nn.Module, example: torch.Tensor, name: str = "model", strict: bool = False) -> Grouping:
+def analyze(model: nn.Module, example: torch.Tensor, name: str = "model", strict: bool = False,
+            rules: dict | None = None) -> Grouping:
     """Trace ``model`` on ``example`` and return its groups and isomorphic classes.
 
-    ``strict`` turns any op without a channel rule that froze a weight's channels into an error.
+    ``strict`` turns any op without a channel rule that froze a weight's channels, and any rule that
+    fails its check, into an error. ``rules`` maps ops to extra channel rules for this call only.
     """
     t0 = time.perf_counter()
     traced = trace(model, example, name=name)
     t1 = time.perf_counter()
-    prop = propagate(traced)
+    prop = propagate(traced, strict=strict, extra_rules=rules)
+    apply_constraints(prop, model)
     node_leaves = node_leaf_sets(prop)
     raw = build_groups(prop, node_leaves)
     classes = _classify(prop, raw.groups, node_leaves)

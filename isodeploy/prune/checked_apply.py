@@ -28,7 +28,7 @@ from isodeploy.prune.apply import apply_keep
 from isodeploy.prune.fixups import ModuleChange
 from isodeploy.prune.plan import PrunePlan
 
-_TORCH_DIR = os.path.dirname(torch.__file__)
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
 
 
 @dataclass

@@ -1,0 +1,61 @@
+"""Couplings that a module's *code* imposes and a static trace cannot see, keyed by module type.
+
+``nn.MultiheadAttention`` derives its head width from its *input* width (``head_dim = embed_dim //
+num_heads`` with ``embed_dim = query.shape[-1]``): the trace sees two independent widths, the code
+needs the model width to equal heads × head_dim. A constraint states such a coupling on the atoms
+after propagation, so the groups come out right instead of the self-check freezing them later.
+Users add their own with :func:`register_constraint` (see ``docs/grouper.md``).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from isodeploy.graph.atoms import AlignmentError
+from isodeploy.graph.propagate import Propagation
+
+Constraint = Callable[[Propagation, str, nn.Module], None]
+CONSTRAINTS: dict[type, list[Constraint]] = {}
+
+
+def register_constraint(module_type: type) -> Callable[[Constraint], Constraint]:
+    """Register ``fn(prop, path, module)`` for every module of ``module_type`` (public API)."""
+
+    def decorate(fn: Constraint) -> Constraint:
+        CONSTRAINTS.setdefault(module_type, []).append(fn)
+        return fn
+
+    return decorate
+
+
+def apply_constraints(prop: Propagation, model: nn.Module) -> None:
+    if not CONSTRAINTS:
+        return
+    for path, module in model.named_modules():
+        for klass in type(module).__mro__:
+            for fn in CONSTRAINTS.get(klass, []):
+                fn(prop, path, module)
+
+
+def _freeze_all(prop: Propagation, dims: list[list[int]], reason: str) -> None:
+    prop.atoms.freeze([a for d in dims for a in d], reason)
+
+
+@register_constraint(nn.MultiheadAttention)
+def multihead_attention(prop: Propagation, path: str, module: nn.MultiheadAttention) -> None:
+    """The model width of an ``nn.MultiheadAttention`` is its heads × head_dim, row-major."""
+    prefix = f"{path}." if path else ""
+    weight = prop.state_dims.get(f"{prefix}in_proj_weight") or prop.state_dims.get(f"{prefix}q_proj_weight")
+    info = prop.attention.get(path)
+    if weight is None:
+        return
+    if info is None or not module._qkv_same_embed_dim:
+        _freeze_all(prop, weight, f"nn.MultiheadAttention at {path or 'the model'} (separate k/v widths or no attention traced)")
+        return
+    try:
+        prop.atoms.unify(weight[1], info.heads + info.head_dim)
+    except AlignmentError as exc:
+        _freeze_all(prop, [weight[1], info.heads, info.head_dim],
+                    f"nn.MultiheadAttention at {path or 'the model'}: width ≠ heads × head_dim ({exc})")
