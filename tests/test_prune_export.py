@@ -15,6 +15,7 @@ import pytest
 from isodeploy.cli import main
 
 SMALL = ["deit_tiny_patch16_224", "--weights", "random", "--img-size", "32", "--ratio", "0.3", "--bench-iters", "3"]
+FEW_WARMUP = ["--bench-warmup", "2"]
 
 
 def _stages(folder: Path) -> dict:
@@ -31,16 +32,17 @@ def test_onnx_target_runs_every_stage_then_skips_then_forces(tmp_path, capsys):
     out = tmp_path / "run"
     code, stdout, err = _run(capsys, "prune-export", *SMALL, "-o", out, "--json", tmp_path / "r.json")
     assert code == 0, err
-    for name in ("model.safetensors", "isodeploy.json", "model.onnx", "dense.onnx", "bench.json", "report.md", "report.json"):
+    for name in ("model.safetensors", "isodeploy.json", "model.onnx", "dense.onnx", "uniform.onnx", "bench.json", "report.md", "report.json",
+                 "latency_vs_macs.png"):
         assert (out / name).exists(), name
     assert list((out / "triton").glob("*/config.pbtxt"))
     stages = _stages(out)
-    assert {"prune", "export", "verify", "export-dense", "bench", "triton"} <= set(stages)
+    assert {"prune", "export", "verify", "export-dense", "uniform-twin", "bench", "triton"} <= set(stages)
     assert all(s["status"] == "done" for s in stages.values())
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["numerics"]["onnxruntime FP32 vs PyTorch"]["passed"] is True
     assert report["macs"]["after"] < report["macs"]["before"]
-    assert {r["artifact"] for r in report["latency"]} == {"dense.onnx", "model.onnx"}
+    assert {r["artifact"] for r in report["latency"]} == {"dense.onnx", "model.onnx", "uniform.onnx"}
     md = (out / "report.md").read_text()
     for needle in ("Weights were random", "Recipe:", "| hidden |", "MACs", "passed", "Measured on", "finetune: no --finetune-data"):
         assert needle in md, needle
@@ -48,7 +50,7 @@ def test_onnx_target_runs_every_stage_then_skips_then_forces(tmp_path, capsys):
 
     code, stdout, _ = _run(capsys, "prune-export", *SMALL, "-o", out)
     assert code == 0
-    for name in ("prune", "export", "verify", "export-dense", "bench", "triton"):
+    for name in ("prune", "export", "verify", "export-dense", "uniform-twin", "bench", "triton"):
         assert f"{name}: unchanged, skipped" in stdout
     assert (out / "model.onnx").stat().st_mtime_ns == first_onnx
 
@@ -57,7 +59,7 @@ def test_onnx_target_runs_every_stage_then_skips_then_forces(tmp_path, capsys):
     assert (out / "model.onnx").stat().st_mtime_ns != first_onnx
 
     # a changed option redoes prune and everything after it
-    code, stdout, _ = _run(capsys, "prune-export", *SMALL[:-4], "--ratio", "0.5", "--bench-iters", "3", "-o", out)
+    code, stdout, _ = _run(capsys, "prune-export", *SMALL[:-4], "--ratio", "0.5", "--bench-iters", "3", "-o", out)  # default warm-up 20
     assert code == 0 and "prune: done" in stdout and "export: done" in stdout
 
 
@@ -167,3 +169,43 @@ def test_finetune_stage_feeds_the_export(tmp_path, capsys):
     with torch.no_grad():
         expected = tuned(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(session.run(None, {session.get_inputs()[0].name: x})[0], expected, atol=1e-4, rtol=1e-3)
+
+
+def test_report_compares_pruned_with_its_uniform_twin_by_the_protocol(tmp_path, capsys):
+    """The main job's report: dense, pruned and uniform-twin rows at the CPU protocol's batch 8, the
+    pruned/uniform latency-per-MAC and memory ratios with their spread, the plot; report.json the same."""
+    out = tmp_path / "run"
+    code, _, err = _run(capsys, "prune-export", *SMALL[:-2], "--bench-iters", "6", *FEW_WARMUP, "-o", out)
+    assert code == 0, err
+    data = json.loads((out / "report.json").read_text())
+    rows = {r["role"]: r for r in data["latency"]}
+    assert set(rows) == {"dense", "pruned", "uniform-twin"}
+    for r in rows.values():
+        assert (r["batch"], r["warmup"], r["iters"], r["rounds"], r["device"], r["runtime"]) == (8, 2, 6, 6, "cpu", "ort")
+        assert r["ms_per_gmac"] > 0 and r["peak_mb"] > 0 and r["memory_method"] == "cpu-peak-rss-fresh-process"
+    twin = data["twin"]
+    assert abs(twin["macs"] / data["macs"]["after"] - 1) <= 0.01 and rows["uniform-twin"]["macs"] == twin["macs"]
+    ratios = {(x["metric"], x["numerator_role"], x["denominator_role"]): x for x in data["ratios"]}
+    per_mac = ratios[("latency_per_gmac", "pruned", "uniform-twin")]
+    mem = ratios[("peak_memory", "pruned", "uniform-twin")]
+    assert per_mac["n"] == 6 and per_mac["low"] <= per_mac["q1"] <= per_mac["median"] <= per_mac["q3"] <= per_mac["high"]
+    assert mem["n"] == 3 and mem["low"] <= mem["median"] <= mem["high"]
+    assert data["plot"] == "latency_vs_macs.png" and (out / "latency_vs_macs.png").read_bytes()[:4] == b"\x89PNG"
+    md = (out / "report.md").read_text()
+    for needle in ("| dense.onnx | dense | ort | cpu | 8 | 2 + 6 |", "| model.onnx | pruned | ort | cpu | 8 | 2 + 6 |",
+                   "| uniform.onnx | uniform-twin | ort | cpu | 8 | 2 + 6 |", "pruned ÷ uniform-twin", "latency per GMAC",
+                   "peak memory", "![latency vs MACs", "Uniform twin: every class cut by one ratio", "fresh subprocess"):
+        assert needle in md, needle
+    assert f"**{per_mac['median']:.3f}×** | {per_mac['low']:.3f}–{per_mac['high']:.3f}" in md  # the same numbers as report.json
+
+
+def test_the_default_bench_is_the_protocol():
+    from isodeploy.bench.suite import DEFAULT_BATCH, BenchSettings
+    from isodeploy.pipeline.run import PipelineOptions
+    from isodeploy.pipeline.stages import GPU_BATCH
+
+    opts = PipelineOptions(model="deit_b", output=Path("unused"))
+    assert (opts.bench_warmup, opts.bench_iters, opts.uniform_twin) == (20, 100, True)
+    cpu = BenchSettings(runtimes=("ort",), device="cpu", batch=opts.bench_batch).resolved()
+    assert cpu.batch == 8 and cpu.rounds == 10
+    assert DEFAULT_BATCH["cuda"] == GPU_BATCH == 256  # GPU rows and the engine's profile (opt = 256)

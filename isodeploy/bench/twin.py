@@ -39,6 +39,7 @@ class TwinInfo:
     ratio: float  # the shared fraction removed from every class
     mac_error: float  # macs / target − 1
     round_to: int = 8  # the width multiple that landed within 1 %
+    heads_kept: bool = False  # True when no shared ratio with a cut head count landed within 1 %
     classes: list[dict[str, Any]] = field(default_factory=list)
     head_dims: list[int] = field(default_factory=list)  # per block, for attention models
 
@@ -46,12 +47,13 @@ class TwinInfo:
         return asdict(self)
 
 
-def twin_config(target_macs: int, round_to: int = 8):
+def twin_config(target_macs: int, round_to: int = 8, keep_heads: bool = False):
     from isodeploy.prune.plan import PruneConfig
 
     # ranking "local": every group removes the same fraction; ratio 0.5 is the starting point the
     # target search scales (one scale for every class, so the ratio stays shared).
-    return PruneConfig(ratio=0.5, ranking="local", importance="magnitude", round_to=round_to, target_macs=float(target_macs))
+    return PruneConfig(ratio=0.5, ranking="local", importance="magnitude", round_to=round_to, target_macs=float(target_macs),
+                       head_ratio=0.0 if keep_heads else None)
 
 
 #: widths are multiples of 8 when that lands within 1 %; a narrow class (ResNet's 64-channel stage) can make
@@ -63,13 +65,19 @@ def make_twin(dense: Any, target_macs: int, *, round_to: int = 8, progress: Any 
     """(PruneResult of the twin, TwinInfo); one clear error when no shared ratio lands within 1 %."""
     from isodeploy.prune.api import prune_model
 
-    result, last = None, None
-    for step in [r for r in ROUNDINGS if r <= round_to]:
+    result, last, kept_heads = None, None, False
+    # A model with few heads (3 per block) steps its head count by a third: when no shared ratio lands
+    # within 1 %, the heads are kept and the one ratio cuts every other class (head dims included).
+    attempts = [(step, False) for step in ROUNDINGS if step <= round_to] + [(step, True) for step in ROUNDINGS if step <= round_to]
+    for step, keep_heads in attempts:
         try:
-            result = prune_model(dense, twin_config(target_macs, step), progress=progress)
+            result = prune_model(dense, twin_config(target_macs, step, keep_heads), progress=progress)
+            kept_heads = keep_heads
             break
         except IsodeployError as exc:  # "unreachable": the rounding steps straddle the target
             last = exc
+            if keep_heads is False and step == min(ROUNDINGS) and not _has_heads(dense):
+                break
     if result is None:
         raise IsodeployError(f"no uniform twin of {dense.timm_name} within {MAC_TOLERANCE:.0%} of {target_macs / 1e9:.3g} GMACs: {last}")
     plan = result.plan
@@ -80,8 +88,14 @@ def make_twin(dense: Any, target_macs: int, *, round_to: int = 8, progress: Any 
     classes = [asdict(c) for c in result.classes]
     info = TwinInfo(target_macs=int(target_macs), macs=int(plan.macs_after), params=int(plan.params_after),
                     ratio=round(0.5 * plan.scale, 6), mac_error=error, round_to=result.config.round_to,
-                    classes=classes, head_dims=head_dims(classes))
+                    classes=classes, head_dims=head_dims(classes), heads_kept=kept_heads)
     return result, info
+
+
+def _has_heads(loaded: Any) -> bool:
+    import torch
+
+    return any(isinstance(m, torch.nn.MultiheadAttention) or hasattr(m, "num_heads") for m in loaded.model.modules())
 
 
 def head_dims(classes: list[dict[str, Any]]) -> list[int]:

@@ -181,7 +181,8 @@ def _latency_section(data: dict[str, Any]) -> list[str]:
     if twin:
         lines.append(f"Uniform twin: every class cut by one ratio ({twin['ratio']:.3f} removed, widths multiples of {twin.get('round_to', 8)}), "
                      f"{twin['macs'] / 1e9:.3f} GMACs vs the pruned {twin['target_macs'] / 1e9:.3f} G ({twin['mac_error']:+.2%})"
-                     + (f"; head dims {sorted(set(twin['head_dims']))}" if twin.get("head_dims") else "") + ".")
+                     + (f"; head dims {sorted(set(twin['head_dims']))}" if twin.get("head_dims") else "")
+                     + ("; the head count is kept: no shared cut of it landed within 1 %" if twin.get("heads_kept") else "") + ".")
     std = data.get("standard")
     if std and std.get("model"):
         lines.append(f"Standard model of about that size: `{std['model']}` ({std['macs'] / 1e9:.3f} GMACs).")
