@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +43,8 @@ def write_plan(folder: Path, name: str = "model.plan", **meta_over) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     plan = folder / name
     plan.write_bytes(b"not-a-real-engine")
-    meta = sample_meta(plan=name, plan_bytes=plan.stat().st_size, **meta_over).to_dict()
+    digest = hashlib.sha256(plan.read_bytes()).hexdigest()
+    meta = sample_meta(plan=name, plan_bytes=plan.stat().st_size, plan_sha256=digest, **meta_over).to_dict()
     (folder / f"{name}.json").write_text(json.dumps(meta))
     return plan
 

@@ -29,18 +29,27 @@ def triton_repo_cmd(
     preferred: Optional[str] = typer.Option(None, "--preferred-batch", help="Preferred batch sizes, e.g. 8,32; default: opt and max batch."),
     max_queue_delay_us: int = typer.Option(100, "--max-queue-delay-us", help="Dynamic batcher queue delay in microseconds."),
     instances: int = typer.Option(1, "--instances", help="Model instances (instance_group count)."),
+    static_batch: bool = typer.Option(False, "--static-batch", help="No dynamic batcher: each request runs as the client batched it."),
     force: bool = typer.Option(False, "--force", help="Replace REPO/NAME when it holds a different model."),
+    check: bool = typer.Option(False, "--check", help="Load the model in a real tritonserver and send it one request."),
+    server: Optional[Path] = typer.Option(None, "--server", help="tritonserver binary for --check (default: $ISODEPLOY_TRITONSERVER, then PATH)."),
+    backend_dir: Optional[Path] = typer.Option(None, "--backend-dir", help="--backend-directory for --check (default: $ISODEPLOY_TRITON_BACKEND_DIR, then the server's own)."),
     json_path: Optional[Path] = JsonOption,
 ) -> None:
     """Write REPO/NAME/config.pbtxt and REPO/NAME/1/model.plan|model.onnx (plus the engine's metadata)."""
     from rich.console import Console
 
     from isodeploy.export.triton import write_triton_repo
+    from isodeploy.serve.triton_server import find_backend_dir, find_server
 
+    binary = find_server(server) if check else None  # before writing anything: no server is bad input (exit 2)
+    backends = find_backend_dir(backend_dir) if check else None
     report = write_triton_repo(artifact, name, repo, max_batch=max_batch, device=device,
                                preferred_batch_sizes=_parse_sizes(preferred), max_queue_delay_us=max_queue_delay_us,
-                               instance_count=instances, force=force)
+                               instance_count=instances, force=force, dynamic_batching=not static_batch)
     console = Console()
+    for warning in report.warnings:
+        typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
     state = "already up to date" if report.unchanged else "written"
     console.print(f"[bold]{report.model_dir}[/bold] {state}: {report.platform}, max_batch_size {report.max_batch_size}, "
                   f"{report.instance_kind}")
@@ -49,7 +58,18 @@ def triton_repo_cmd(
     hint = " (the Triton release whose TensorRT built the engine)" if report.platform == "tensorrt_plan" else ""
     console.print(f"Serve it with{hint}:", highlight=False)
     console.print(f"  {report.serve_command}", highlight=False, soft_wrap=True)
-    if json_path:
+    if binary is not None:
+        from isodeploy.serve.triton_check import check_written_repo
+
+        try:
+            result = check_written_repo(report, binary, backend_dir=backends)
+        finally:
+            if json_path:
+                write_json_atomic(json_path, report)
+        diff = "" if result.max_abs_diff is None else f", max abs diff vs onnxruntime {result.max_abs_diff:.3g}"
+        console.print(f"Triton {result.server_version}: '{result.model}' READY in {result.load_seconds:.1f} s; one request "
+                      f"{result.request_shapes} -> {result.output_shapes}{diff}", highlight=False)
+    elif json_path:
         write_json_atomic(json_path, report)
 
 

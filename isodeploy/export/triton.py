@@ -11,12 +11,14 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shlex
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from isodeploy.errors import IsodeployError
+from isodeploy.serve.triton_validate import repo_problems, validate_model_dir
 
 TRITON_TYPES = {
     "float32": "TYPE_FP32", "float16": "TYPE_FP16", "bfloat16": "TYPE_BF16", "float64": "TYPE_FP64",
@@ -28,7 +30,7 @@ PLATFORMS = {".plan": "tensorrt_plan", ".onnx": "onnxruntime_onnx"}
 DEVICES = ("auto", "gpu", "cpu")
 DEFAULT_ONNX_MAX_BATCH = 64
 VERSION = "1"
-_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # used with fullmatch: '$' would let a final "\n" in
 
 
 @dataclass
@@ -52,6 +54,7 @@ class TritonConfig:
     max_queue_delay_us: int = 100
     instance_kind: str = "KIND_GPU"
     instance_count: int = 1
+    dynamic_batching: bool = True  # False: Triton's default scheduler runs each request as the client batched it
 
     def render(self) -> str:
         """Protobuf text format, as Triton reads it."""
@@ -60,7 +63,7 @@ class TritonConfig:
             lines.append(f"{key} [")
             lines.append(",\n".join(_tensor_text(t) for t in tensors))
             lines.append("]")
-        if self.max_batch_size > 0:
+        if self.max_batch_size > 0 and self.dynamic_batching:
             lines += ["dynamic_batching {",
                       f"  preferred_batch_size: [ {', '.join(map(str, self.preferred_batch_sizes))} ]",
                       f"  max_queue_delay_microseconds: {self.max_queue_delay_us}", "}"]
@@ -79,6 +82,8 @@ class TritonRepoReport:
     unchanged: bool  # the folder already held exactly this model
     serve_command: str
     config: dict
+    warnings: list[str] = field(default_factory=list)  # e.g. other model folders in REPO that Triton would refuse
+    check: dict | None = None  # set by --check: the real server's verdict (TritonCheckReport)
 
 
 def _quote(text: str) -> str:
@@ -94,8 +99,8 @@ def _tensor_text(t: TritonTensor) -> str:
 
 def check_model_name(name: str) -> None:
     """Triton model names are folder names and URL path segments: keep to a safe alphabet."""
-    if not _NAME_RE.match(name or ""):
-        raise IsodeployError(f"Triton model name '{name}' has illegal characters: use 1-128 letters, digits, '_', '-' "
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        raise IsodeployError(f"Triton model name {name!r} has illegal characters: use 1-128 letters, digits, '_', '-' "
                              f"or '.', not starting with '.' or '-'")
 
 
@@ -134,13 +139,25 @@ def _instance_kind(device: str, platform: str) -> str:
     return "KIND_GPU" if device == "gpu" else "KIND_CPU"
 
 
+def _check_plan_matches_meta(plan_path: Path, meta) -> None:
+    """The metadata describes one exact file: a replaced or truncated engine must not ship under it."""
+    size = plan_path.stat().st_size
+    if size != meta.plan_bytes:
+        raise IsodeployError(f"'{plan_path}' is {size} bytes but its .plan.json records {meta.plan_bytes}: the engine "
+                             f"was replaced or damaged; rebuild it with 'isodeploy build-engine'")
+    if _digest(plan_path) != meta.plan_sha256:
+        raise IsodeployError(f"'{plan_path}' does not match the sha256 in its .plan.json: the engine was replaced or "
+                             f"damaged; rebuild it with 'isodeploy build-engine'")
+
+
 def config_for_plan(plan_path: Path, name: str, *, max_batch: int | None = None, device: str = "auto",
                     preferred_batch_sizes: list[int] | None = None, max_queue_delay_us: int = 100,
-                    instance_count: int = 1):
+                    instance_count: int = 1, dynamic_batching: bool = True):
     """A ``tensorrt_plan`` config from the engine's metadata; returns (config, metadata)."""
     from isodeploy.export.trt_meta import read_engine_meta
 
     meta = read_engine_meta(plan_path)
+    _check_plan_matches_meta(plan_path, meta)
     kind = _instance_kind(device, "tensorrt_plan")
     batching = all(t.shape and t.shape[0] == -1 for t in meta.inputs + meta.outputs)
     if batching:
@@ -152,7 +169,7 @@ def config_for_plan(plan_path: Path, name: str, *, max_batch: int | None = None,
             raise IsodeployError(f"--max-batch {max_batch} is outside 1..{limit} (the engine's profile): "
                                  f"rebuild with 'isodeploy build-engine --max-batch {max_batch}'")
         mbs = max_batch or limit
-        preferred = _preferred(preferred_batch_sizes, [meta.opt_batch, mbs], mbs)
+        preferred = _preferred(preferred_batch_sizes, [meta.opt_batch, mbs], mbs) if dynamic_batching else []
     else:
         if max_batch:
             raise IsodeployError(f"'{plan_path}' was built without a dynamic batch dim, so --max-batch cannot apply")
@@ -160,13 +177,13 @@ def config_for_plan(plan_path: Path, name: str, *, max_batch: int | None = None,
     cfg = TritonConfig(name, "tensorrt_plan", mbs,
                        _tensors([(t.name, t.dtype, t.shape) for t in meta.inputs], batching),
                        _tensors([(t.name, t.dtype, t.shape) for t in meta.outputs], batching),
-                       preferred, max_queue_delay_us, kind, instance_count)
+                       preferred, max_queue_delay_us, kind, instance_count, dynamic_batching and batching)
     return cfg, meta
 
 
 def config_for_onnx(onnx_path: Path, name: str, *, max_batch: int | None = None, device: str = "auto",
                     preferred_batch_sizes: list[int] | None = None, max_queue_delay_us: int = 100,
-                    instance_count: int = 1):
+                    instance_count: int = 1, dynamic_batching: bool = True):
     """An ``onnxruntime_onnx`` config from the ONNX graph; returns (config, OnnxIO)."""
     from isodeploy.export.trt_onnx import read_onnx_io
 
@@ -177,7 +194,7 @@ def config_for_onnx(onnx_path: Path, name: str, *, max_batch: int | None = None,
         mbs = DEFAULT_ONNX_MAX_BATCH if max_batch is None else max_batch
         if mbs < 1:
             raise IsodeployError(f"--max-batch must be at least 1, got {mbs}")
-        preferred = _preferred(preferred_batch_sizes, [8, mbs], mbs)
+        preferred = _preferred(preferred_batch_sizes, [8, mbs], mbs) if dynamic_batching else []
     else:
         if max_batch:
             raise IsodeployError(f"'{onnx_path}' has a fixed batch dim, so --max-batch cannot apply: "
@@ -186,7 +203,7 @@ def config_for_onnx(onnx_path: Path, name: str, *, max_batch: int | None = None,
     cfg = TritonConfig(name, "onnxruntime_onnx", mbs,
                        _tensors([(t.name, t.dtype, t.shape) for t in io.inputs], batching),
                        _tensors([(t.name, t.dtype, t.shape) for t in io.outputs], batching),
-                       preferred, max_queue_delay_us, kind, instance_count)
+                       preferred, max_queue_delay_us, kind, instance_count, dynamic_batching and batching)
     return cfg, io
 
 
@@ -205,10 +222,25 @@ def _model_files(artifact: Path, platform: str, meta_or_io) -> dict[str, Path | 
         if rel.is_absolute() or ".." in rel.parts:
             raise IsodeployError(f"'{artifact}' points to external data '{location}' outside its folder; re-export it")
         source = artifact.parent / rel
+        linked = [artifact.parent / Path(*rel.parts[:i]) for i in range(1, len(rel.parts) + 1)]
+        link = next((p for p in linked if p.is_symlink()), None)
+        if link is not None:  # a link could point at any readable file; onnx and onnxruntime refuse it too
+            raise IsodeployError(f"external data '{location}' of '{artifact}' is a symbolic link ('{link}'): isodeploy "
+                                 f"copies only regular files from the model's folder; put the file itself there")
         if not source.is_file():
             raise IsodeployError(f"external data file '{source}' of '{artifact}' is missing")
         files[str(version / rel)] = source
     return files
+
+
+def _copy_no_follow(src: Path, dest: Path) -> None:
+    """Copy a regular file, refusing one that became a symbolic link after it was checked."""
+    try:
+        fd = os.open(src, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        raise IsodeployError(f"cannot read '{src}' ({exc.strerror}); it must be a regular file, not a link") from exc
+    with os.fdopen(fd, "rb") as fin, open(dest, "wb") as fout:
+        shutil.copyfileobj(fin, fout, 1 << 20)
 
 
 def _digest(item: Path | str) -> str:
@@ -227,15 +259,20 @@ def _existing_digests(folder: Path) -> dict[str, str]:
 
 
 def serve_command(repo: Path, gpu: bool) -> str:
+    """A shell line to serve the repository with the official container (quoted for any path)."""
     gpus = "--gpus all " if gpu else ""
-    return (f"docker run --rm {gpus}-p 8000:8000 -p 8001:8001 -p 8002:8002 -v {repo.resolve()}:/models "
-            f"nvcr.io/nvidia/tritonserver:<yy.mm>-py3 tritonserver --model-repository=/models")
+    volume = shlex.quote(f"{Path(repo).resolve()}:/models")
+    return (f"docker run --rm {gpus}-p 8000:8000 -p 8001:8001 -p 8002:8002 -v {volume} "
+            f"'nvcr.io/nvidia/tritonserver:<yy.mm>-py3' tritonserver --model-repository=/models")
 
 
 def write_triton_repo(artifact: Path, name: str, repo: Path, *, max_batch: int | None = None, device: str = "auto",
                       preferred_batch_sizes: list[int] | None = None, max_queue_delay_us: int = 100,
-                      instance_count: int = 1, force: bool = False) -> TritonRepoReport:
-    """Write ``repo/name`` for a ``.plan`` or ``.onnx``; refuse to overwrite a different model unless ``force``."""
+                      instance_count: int = 1, force: bool = False, dynamic_batching: bool = True) -> TritonRepoReport:
+    """Write ``repo/name`` for a ``.plan`` or ``.onnx``; refuse to overwrite a different model unless ``force``.
+
+    ``dynamic_batching=False`` (``--static-batch``) leaves the dynamic batcher out: each request runs as sent.
+    """
     artifact, repo = Path(artifact), Path(repo)
     check_model_name(name)
     platform = PLATFORMS.get(artifact.suffix)
@@ -245,15 +282,20 @@ def write_triton_repo(artifact: Path, name: str, repo: Path, *, max_batch: int |
         raise IsodeployError(f"'{artifact}' does not exist")
     if instance_count < 1 or max_queue_delay_us < 0:
         raise IsodeployError("--instances must be at least 1 and --max-queue-delay-us at least 0")
+    if not dynamic_batching and preferred_batch_sizes:
+        raise IsodeployError("--preferred-batch configures the dynamic batcher, which --static-batch turns off: drop one")
     make = config_for_plan if platform == "tensorrt_plan" else config_for_onnx
     cfg, meta_or_io = make(artifact, name, max_batch=max_batch, device=device, preferred_batch_sizes=preferred_batch_sizes,
-                           max_queue_delay_us=max_queue_delay_us, instance_count=instance_count)
+                           max_queue_delay_us=max_queue_delay_us, instance_count=instance_count,
+                           dynamic_batching=dynamic_batching)
     files: dict[str, Path | str] = {"config.pbtxt": cfg.render(), **_model_files(artifact, platform, meta_or_io)}
     if repo.exists() and not repo.is_dir():
         raise IsodeployError(f"Triton repository '{repo}' exists and is not a folder")
     target = repo / name
     report = TritonRepoReport(str(repo), str(target), platform, cfg.max_batch_size, cfg.instance_kind, sorted(files),
                               False, serve_command(repo, cfg.instance_kind == "KIND_GPU"), asdict(cfg))
+    report.warnings = [f"'{repo / other}' would be refused by Triton: {problems[0]}"
+                       for other, problems in repo_problems(repo, skip=name).items()]
     if target.exists():
         if _existing_digests(target) == {rel: _digest(src) for rel, src in files.items()}:
             report.unchanged = True
@@ -270,7 +312,8 @@ def write_triton_repo(artifact: Path, name: str, repo: Path, *, max_batch: int |
             if isinstance(src, str):
                 dest.write_text(src)
             else:
-                shutil.copyfile(src, dest)
+                _copy_no_follow(src, dest)
+        validate_model_dir(staging, name)  # what Triton refuses never reaches the repository
         _swap_in(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

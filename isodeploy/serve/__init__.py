@@ -1,0 +1,1 @@
+"""Serving: Triton model-folder validation, a local ``tritonserver`` process, and ``triton-repo --check``."""
