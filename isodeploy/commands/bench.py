@@ -100,6 +100,7 @@ def bench(
     if baseline is not None:
         threshold = gate_mod.parse_regression(max_regression)
         base = load_report(baseline)
+        gate_mod.validate_baseline(base, f"baseline '{baseline}'")
         check_baseline_keys(base, artifacts, settings, f"baseline '{baseline}'")
     report = run_bench(artifacts, settings, progress=progress_bar)
     console = out_console()

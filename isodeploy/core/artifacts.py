@@ -150,7 +150,12 @@ def legacy_entries(folder: Path) -> set[str] | None:
         names |= {"model.safetensors", "report.md", "report.json"}
         for record in stages.values():
             outputs = record.get("outputs", []) if isinstance(record, dict) else []
-            names |= {Path(o).parts[0] for o in outputs if isinstance(o, str) and o and not Path(o).is_absolute() and ".." not in Path(o).parts}
+            if not isinstance(outputs, list):
+                continue
+            for out in outputs:
+                parts = Path(out).parts if isinstance(out, str) else ()
+                if parts and not Path(out).is_absolute() and ".." not in parts and parts[0] != ".":
+                    names.add(parts[0])
     return names
 
 

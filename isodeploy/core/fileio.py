@@ -234,9 +234,9 @@ def read_owned(folder: Path) -> set[str] | None:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
     files = data.get("files") if isinstance(data, dict) else None
-    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+    if not isinstance(files, list):
         return None
-    return {f for f in files if _safe_name(f)}
+    return {f for f in files if isinstance(f, str) and _safe_name(f)}  # an edited entry is dropped, never followed
 
 
 def _safe_name(name: str) -> bool:
@@ -393,7 +393,7 @@ def open_output_folder(path: Path, adopt: Callable[[Path], set[str] | None] | No
                 if owned is None:
                     raise IsodeployError(_not_ours(path))
                 owned = {n for n in owned if _safe_name(n) and (path / n).exists()}
-            _write_owned(path, owned)
+        _write_owned(path, owned)  # also rewrites an edited marker without its dropped entries
         folder = OutputFolder(path, owned, created)
         folder.clean(known_names)
         yield folder

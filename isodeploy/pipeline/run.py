@@ -132,6 +132,8 @@ class Pipeline:
             self.dir = out.path
             self.book.folder = out.path
             self._check_model_matches()
+            # refuse up front, before any stage replaces anything, if an artifact name is taken by a foreign file
+            out.claim(*[name for name in KNOWN_OUTPUTS if (out.path / name).exists() or (out.path / name).is_symlink()])
             self._check_disk()
             self._check_bench_batch()
             clean_system_temps()
