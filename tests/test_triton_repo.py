@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shlex
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -165,7 +166,7 @@ def test_plan_errors(tmp_path):
 
 
 # ---------------------------------------------------------------- names, existing folders, atomicity, CLI
-@pytest.mark.parametrize("name", ["bad/name", "..", ".hidden", "a b", "", "x" * 129, "na\u00efve"])
+@pytest.mark.parametrize("name", ["bad/name", "..", ".hidden", "a b", "", "x" * 129, "na\u00efve", "tiny\n", "ok\nbad"])
 def test_illegal_model_names_are_refused(tmp_path, name):
     with pytest.raises(IsodeployError, match="illegal characters"):
         write_triton_repo(write_plan(tmp_path), name, tmp_path / "repo")
@@ -215,3 +216,145 @@ def test_cli_writes_json_and_fails_in_one_line(tmp_path, capsys):
     assert main(["triton-repo", str(tmp_path / "m.txt"), "--name", "x", "-o", str(tmp_path / "repo")]) == 2
     assert "neither a .plan" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == ["tiny"]
+
+
+# ---------------------------------------------------------------- untrusted files (issue: symlinks, tampered plans)
+def test_symlinked_external_data_is_refused_never_copied(tmp_path, capsys):
+    src = export_tiny(tmp_path / "m.onnx")
+    folder = tmp_path / "ext"
+    folder.mkdir()
+    onnx.save(onnx.load(str(src)), str(folder / "big.onnx"), save_as_external_data=True, location="big.onnx.data",
+              size_threshold=0)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not yours")
+    (folder / "big.onnx.data").unlink()
+    (folder / "big.onnx.data").symlink_to(secret)
+    rc = main(["triton-repo", str(folder / "big.onnx"), "--name", "big", "-o", str(tmp_path / "repo")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "is a symbolic link" in err[0] and "Traceback" not in err[0]
+    assert not (tmp_path / "repo").exists()
+    # a linked folder on the way to the data is refused the same way
+    real = tmp_path / "weights"
+    real.mkdir()
+    (folder / "w").mkdir()
+    onnx.save(onnx.load(str(src)), str(folder / "sub.onnx"), save_as_external_data=True, location="w/sub.data",
+              size_threshold=0)
+    (folder / "w" / "sub.data").rename(real / "sub.data")
+    (folder / "w").rmdir()
+    (folder / "w").symlink_to(real, target_is_directory=True)
+    with pytest.raises(IsodeployError, match="is a symbolic link"):
+        write_triton_repo(folder / "sub.onnx", "sub", tmp_path / "repo")
+    assert not (tmp_path / "repo").exists()
+
+
+@pytest.mark.parametrize("tamper, message", [
+    (lambda p: p.write_bytes(b"a-different-engine!"), "bytes but its .plan.json records"),
+    (lambda p: p.write_bytes(b"not-a-real-engine".upper()), "does not match the sha256"),
+])
+def test_plan_that_does_not_match_its_metadata_is_refused(tmp_path, capsys, tamper, message):
+    plan = write_plan(tmp_path / "eng")
+    tamper(plan)
+    rc = main(["triton-repo", str(plan), "--name", "m", "-o", str(tmp_path / "repo")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and message in err[0] and "build-engine" in err[0]
+    assert not (tmp_path / "repo").exists()
+
+
+def test_docker_line_is_shell_quoted_for_paths_with_spaces(tmp_path):
+    repo = tmp_path / "my models; rm -rf x"
+    report = write_triton_repo(export_tiny(tmp_path / "m.onnx"), "m", repo)
+    words = shlex.split(report.serve_command)
+    assert words[words.index("-v") + 1] == f"{repo.resolve()}:/models"
+    assert words[-2:] == ["tritonserver", "--model-repository=/models"]
+
+
+def test_static_batch_drops_the_dynamic_batcher(tmp_path):
+    src = export_tiny(tmp_path / "m.onnx")
+    report = write_triton_repo(src, "s", tmp_path / "repo", max_batch=4, dynamic_batching=False)
+    cfg = parse_config(tmp_path / "repo" / "s")
+    assert cfg.max_batch_size == 4 and not cfg.HasField("dynamic_batching")
+    assert report.config["dynamic_batching"] is False and report.config["preferred_batch_sizes"] == []
+    with pytest.raises(IsodeployError, match="--static-batch turns off"):
+        write_triton_repo(src, "s2", tmp_path / "repo", preferred_batch_sizes=[2], dynamic_batching=False)
+
+
+# ---------------------------------------------------------------- what Triton refuses (the real server runs these too:
+# tests/test_triton_server.py); here the validator alone, so they run without a server
+def _good(tmp_path) -> Path:
+    write_triton_repo(export_tiny(tmp_path / "m.onnx"), "good", tmp_path / "repo", max_batch=4, preferred_batch_sizes=[2, 4])
+    return tmp_path / "repo" / "good"
+
+
+def _edit(model_dir: Path, old: str, new: str) -> Path:
+    cfg = model_dir / "config.pbtxt"
+    text = cfg.read_text()
+    assert old in text, text
+    cfg.write_text(text.replace(old, new))
+    return model_dir
+
+
+@pytest.mark.parametrize("break_it, message", [
+    (lambda d: d.rename(d.with_name("other")), "config.pbtxt names the model 'good'"),
+    (lambda d: shutil.rmtree(d / "1") or d, "no numeric version folder"),
+    (lambda d: (d / "1").rename(d / "v1") and d, "no numeric version folder"),
+    (lambda d: (d / "1" / "model.onnx").unlink() or d, "1/ has no model.onnx"),
+    (lambda d: _edit(d, "[ 2, 4 ]", "[ 2, 16 ]"), "preferred batch size 16 is above max_batch_size 4"),
+    (lambda d: _edit(d, "[ 2, 4 ]", "[ 0, 4 ]"), "preferred batch size 0 must be positive"),
+    (lambda d: _edit(d, "max_batch_size: 4", "max_batch_size: 0"), "above max_batch_size 0"),
+    (lambda d: _edit(d, "dims: [ 10 ]", "dims: [ 0 ]"), "each must be >= 1, or -1"),
+    (lambda d: _edit(d, "dims: [ 10 ]", "dims: [ 10 ]\n    reshape: { shape: [ 3 ] }"), "another element count"),
+    (lambda d: _edit(d, "data_type: TYPE_FP32", "data_type: TYPE_FLOAT"), "not a Triton type"),
+    (lambda d: _edit(d, "kind: KIND_CPU", "kind: KIND_TPU"), "instance_group kind"),
+    (lambda d: _edit(d, "max_batch_size: 4", "max_batch_size: 4\nmax_batch: 4"), "unknown field 'max_batch'"),
+    (lambda d: _edit(d, "max_batch_size: 4", "max_batch_size: {"), "config.pbtxt"),
+    (lambda d: (d / "config.pbtxt").unlink() or d, "config.pbtxt is missing"),
+])
+def test_validator_refuses_what_triton_refuses_in_one_line(tmp_path, break_it, message):
+    from isodeploy.serve.triton_validate import model_dir_problems, validate_model_dir
+
+    good = _good(tmp_path)
+    assert model_dir_problems(good) == []
+    broken = break_it(good)
+    with pytest.raises(IsodeployError, match="Triton would refuse") as refused:
+        validate_model_dir(broken)
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_writing_next_to_a_broken_model_warns_once_and_still_writes(tmp_path, capsys):
+    good = _good(tmp_path)
+    shutil.rmtree(good / "1")
+    rc = main(["triton-repo", str(tmp_path / "m.onnx"), "--name", "fresh", "-o", str(tmp_path / "repo")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 0 and (tmp_path / "repo" / "fresh" / "config.pbtxt").is_file()
+    assert len(err) == 1 and err[0].startswith("warning:") and "good' would be refused by Triton" in err[0]
+
+
+def test_every_written_config_passes_the_validator_and_parses_back(tmp_path):
+    from isodeploy.serve.pbtxt import parse_pbtxt
+    from isodeploy.serve.triton_validate import model_dir_problems
+
+    from isodeploy.export.trt_meta import TensorMeta
+
+    plan = write_plan(tmp_path / "p", inputs=[TensorMeta("x", "float16", [-1, 3, 32, 32])],
+                      outputs=[TensorMeta("logits", "float16", [-1, 10]), TensorMeta("score", "int32", [-1])])
+    write_triton_repo(plan, "p", tmp_path / "repo", max_batch=64)
+    write_triton_repo(export_tiny(tmp_path / "f.onnx", dynamic_batch=False), "f", tmp_path / "repo")
+    for name in ("p", "f"):
+        assert model_dir_problems(tmp_path / "repo" / name) == []
+    parsed = parse_pbtxt((tmp_path / "repo" / "p" / "config.pbtxt").read_text())
+    assert parsed["output"][1]["reshape"] == [{"shape": []}] and parsed["max_batch_size"] == [64]
+
+
+# ---------------------------------------------------------------- --check without a server
+def test_check_without_a_server_exits_2_in_one_line_before_writing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    monkeypatch.delenv("ISODEPLOY_TRITONSERVER", raising=False)
+    src = export_tiny(tmp_path / "m.onnx")
+    rc = main(["triton-repo", str(src), "--name", "m", "-o", str(tmp_path / "repo"), "--check"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "no 'tritonserver' on PATH" in err[0] and "--server" in err[0]
+    assert not (tmp_path / "repo").exists()
+    monkeypatch.setenv("ISODEPLOY_TRITONSERVER", str(tmp_path / "nope"))
+    assert main(["triton-repo", str(src), "--name", "m", "-o", str(tmp_path / "repo"), "--check"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "$ISODEPLOY_TRITONSERVER" in err[0] and "not an executable file" in err[0]
