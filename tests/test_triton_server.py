@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import shutil
+import tempfile
 import threading
 from pathlib import Path
 
@@ -301,6 +302,8 @@ def test_plan_repository_parses_and_fails_only_at_the_missing_tensorrt_backend(t
 def test_check_reports_ready_and_the_difference_to_onnxruntime(triton_install, tiny_onnx, tmp_path, monkeypatch, capsys):
     for key, value in triton_install.env.items():
         monkeypatch.setenv(key, value)
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     rc = main(["triton-repo", str(tiny_onnx), "--name", "checked", "-o", str(tmp_path / "my repo"), "--max-batch", "4",
                "--check", "--server", str(triton_install.binary), "--backend-dir", str(triton_install.backend_dir),
                "--json", str(tmp_path / "r.json")])
@@ -311,12 +314,15 @@ def test_check_reports_ready_and_the_difference_to_onnxruntime(triton_install, t
     assert check["passed"] and check["ready"] and check["config_mismatches"] == []
     assert check["server_version"] == "2.51.0" and check["max_abs_diff"] <= 1e-5
     assert check["request_shapes"] == {"input": [2, 3, 16, 16]} and check["output_shapes"] == {"logits": [2, 10]}
+    assert list((tmp_path / "tmp").iterdir()) == []  # a passing check leaves no temporary folder behind
 
 
 def test_check_exits_1_in_one_line_when_the_server_cannot_load_the_model(triton_install, tiny_onnx, tmp_path,
                                                                          monkeypatch, capsys):
     for key, value in triton_install.env.items():
         monkeypatch.setenv(key, value)
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     no_ort = tmp_path / "backends"  # the python backend only: no onnxruntime backend at all
     shutil.copytree(triton_install.backend_dir / "python", no_ort / "python")
     rc = main(["triton-repo", str(tiny_onnx), "--name", "unserved", "-o", str(tmp_path / "repo"), "--check",
@@ -324,3 +330,6 @@ def test_check_exits_1_in_one_line_when_the_server_cannot_load_the_model(triton_
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1, err
     assert err[0].startswith("error: Triton refused model 'unserved'") and "backend 'onnxruntime'" in err[0]
+    (kept,) = (tmp_path / "tmp").iterdir()  # a failed check keeps the server's log, and the error names it
+    assert str(kept / "tritonserver.log") in err[0] and "unserved" in (kept / "tritonserver.log").read_text()
+    assert (tmp_path / "repo" / "unserved" / "config.pbtxt").is_file()  # the repository itself stays written

@@ -7,6 +7,7 @@ server reports with the one written, and for an ONNX compares one batch with onn
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -106,6 +107,7 @@ def check_served(repo: Path, written: dict, server: Path, *, backend_dir: Path |
                  log_dir: Path | None = None) -> TritonCheckReport:
     """Start ``server`` on ``repo``, load ``written['name']``, compare config and one request; always stops it."""
     name = written["name"]
+    own_dir = log_dir is None  # our temporary folder: removed after a pass, kept (with the log) after a failure
     log_dir = Path(log_dir or tempfile.mkdtemp(prefix="isodeploy-triton-check-"))
     served_repo = Path(repo).resolve()
     if any(ch.isspace() for ch in str(served_repo)):  # Triton's Python backend stub breaks on such paths
@@ -140,6 +142,9 @@ def check_served(repo: Path, written: dict, server: Path, *, backend_dir: Path |
                          and (report.max_abs_diff is None or report.max_abs_diff <= tolerance))
     finally:
         proc.stop()
+        if own_dir and report.passed:
+            shutil.rmtree(log_dir, ignore_errors=True)
+            report.log = ""
     return report
 
 

@@ -130,7 +130,8 @@ class TritonServer:
         except OSError as exc:
             raise TritonLoadError(f"Triton did not load '{name}' within {timeout:.0f} s ({exc})") from exc
         if reply.status != 200:
-            raise TritonLoadError(f"Triton refused model '{name}': {self.load_reason(name, reply.error(), mark)}")
+            raise TritonLoadError(f"Triton refused model '{name}': {self.load_reason(name, reply.error(), mark)} "
+                                  f"(server log: {self.log_path})")
 
     def load_reason(self, name: str, api_error: str, log_offset: int = 0) -> str:
         """The most specific reason: the API's text, or (for config/layout refusals) the log's ``Poll failed`` line."""
