@@ -81,11 +81,27 @@ def trace(model: nn.Module, example: torch.Tensor, name: str = "model") -> Trace
     sig = exported.graph_signature
     state_of = dict(sig.inputs_to_parameters)
     state_of.update(sig.inputs_to_buffers)
+    _drop_unused_aliases(exported, model, state_of)
     constants = set(getattr(sig, "inputs_to_lifted_tensor_constants", {}) or {})
     return TracedGraph(
         exported=exported,
         state_of=state_of,
-        parameters=set(sig.inputs_to_parameters.values()),
+        parameters=set(sig.inputs_to_parameters.values()) & set(state_of.values()),
         user_inputs=list(sig.user_inputs),
         constants=constants,
     )
+
+
+def _drop_unused_aliases(exported: torch.export.ExportedProgram, model: nn.Module, state_of: dict[str, str]) -> None:
+    """A tied tensor (one module used twice, tied weights) is lifted once per name, and the graph
+    uses one of them: forget the unused names, so the tensor is one unit and is counted once."""
+    tensors: dict[int, list[str]] = {}
+    for name, tensor in list(model.named_parameters(remove_duplicate=False)) + list(model.named_buffers(remove_duplicate=False)):
+        if tensor is not None:
+            tensors.setdefault(id(tensor), []).append(name)
+    tied = {name for names in tensors.values() if len(names) > 1 for name in names}
+    if not tied:
+        return
+    for node in exported.graph.nodes:
+        if node.op == "placeholder" and state_of.get(node.name) in tied and not node.users:
+            del state_of[node.name]

@@ -55,18 +55,21 @@ def slice_tensors(model: nn.Module, grouping: Grouping, keep_by_atom: dict[int, 
     return touched
 
 
-def tied_aliases(model: nn.Module) -> dict[str, list[str]]:
-    """First name of every tensor held under several names → its other names (shared modules, tied weights)."""
-    first: dict[int, str] = {}
-    out: dict[str, list[str]] = {}
+def tied_aliases(model: nn.Module, symmetric: bool = True) -> dict[str, list[str]]:
+    """Names of a tensor held under several names (shared modules, tied weights) → its other names.
+
+    ``symmetric``: every name maps to the others (the trace may use any of them); otherwise only the
+    first name maps, to the rest (what a save records).
+    """
+    names: dict[int, list[str]] = {}
     for name, tensor in list(model.named_parameters(remove_duplicate=False)) + list(model.named_buffers(remove_duplicate=False)):
-        if tensor is None:
-            continue
-        key = id(tensor)
-        if key in first:
-            out.setdefault(first[key], []).append(name)
-        else:
-            first[key] = name
+        if tensor is not None:
+            names.setdefault(id(tensor), []).append(name)
+    out: dict[str, list[str]] = {}
+    for group in names.values():
+        if len(group) > 1:
+            for name in group if symmetric else group[:1]:
+                out[name] = [n for n in group if n != name]
     return out
 
 

@@ -88,15 +88,20 @@ def _blame(model: nn.Module, exc: BaseException) -> tuple[str, str]:
 
 
 def check_weights(model: nn.Module, grouping: Grouping, keep_by_atom: dict[int, list[int]]) -> Failure | None:
-    tensors = dict(model.named_parameters()) | dict(model.named_buffers())
-    for (name, dim), tree in grouping.trees.items():
+    """Every parameter/buffer dim has the planned size (a tied tensor: the plan of any of its names)."""
+    from isodeploy.prune.apply import tied_aliases
+
+    tensors = dict(model.named_parameters(remove_duplicate=False)) | dict(model.named_buffers(remove_duplicate=False))
+    aliases = tied_aliases(model)
+    expected = {key: tree.size_after(keep_by_atom) for key, tree in grouping.trees.items()}
+    for (name, dim), size in expected.items():
         tensor = tensors.get(name)
-        if tensor is None or tensor.dim() <= dim:
+        if tensor is None or tensor.dim() <= dim or tensor.shape[dim] == size:
             continue
-        expected = tree.size_after(keep_by_atom)
-        if tensor.shape[dim] != expected:
-            return Failure("weights", f"{name} has {tensor.shape[dim]} in dim {dim}, the plan says {expected}",
-                           module=name.rpartition(".")[0])
+        if any(expected.get((alias, dim)) == tensor.shape[dim] for alias in aliases.get(name, [])):
+            continue
+        return Failure("weights", f"{name} has {tensor.shape[dim]} in dim {dim}, the plan says {size}",
+                       module=name.rpartition(".")[0])
     return None
 
 

@@ -134,7 +134,7 @@ def tied_names(model: nn.Module) -> dict[str, str]:
     """Every other name of a tensor held under several names → its first name."""
     from isodeploy.prune.apply import tied_aliases
 
-    return {alias: first for first, aliases in tied_aliases(model).items() for alias in aliases}
+    return {alias: first for first, aliases in tied_aliases(model, symmetric=False).items() for alias in aliases}
 
 
 def write_into(folder: Path, model: nn.Module, spec: dict[str, Any], keep: tuple[str, ...] = ("pipeline",)) -> None:
