@@ -67,11 +67,6 @@ def measure_peak(spec: dict[str, Any], repeats: int = 1, timeout_s: float = 900.
                         method=text, method_id=method_id, samples_mb=deltas, pids=[int(d.get("pid", 0)) for d in readings]), None
 
 
-# the name the suite used before the CUDA path joined it
-def measure_peak_rss(spec: dict[str, Any], timeout_s: float = 900.0) -> tuple[MemoryFigure | None, str | None]:
-    return measure_peak(spec, 1, timeout_s)
-
-
 def _probe_once(spec: dict[str, Any], timeout_s: float) -> tuple[dict[str, Any], str | None]:
     cmd = [sys.executable, "-m", "isodeploy.bench.memory_probe", json.dumps(spec)]
     try:
