@@ -2,8 +2,10 @@
 
 Everything in the config is read from the artifact: for a plan, from its ``.plan.json`` metadata (I/O
 names, dtypes, shapes and the batch profile), so no TensorRT or GPU is needed to write it; for an ONNX,
-from the graph. The model folder is assembled in a hidden staging folder inside REPO and renamed into
-place, so Triton (which may be polling REPO) never sees half a model.
+from the graph. The model folder is assembled in a hidden staging folder inside REPO, checked against the
+rules Triton's loader applies (:mod:`isodeploy.serve.triton_validate`) and renamed into place, so Triton
+(which may be polling REPO) never sees half a model or one it would refuse. Only regular files inside the
+artifact's folder are copied, and a plan must match the size and hash its metadata recorded.
 """
 
 from __future__ import annotations
