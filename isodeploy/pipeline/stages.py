@@ -295,14 +295,21 @@ def _gpu_runs(p: Pipeline, items: list[str], roles: list[str], known: dict, engi
         model_roles.append("uniform-twin")
     model_macs = {m.timm_name if not getattr(m, "folder", None) else str(m.folder): known[items[roles.index(r)]] for m, r in zip(models, model_roles)}
     runs = []
+
+    def attempt(what: str, make) -> None:  # one runtime that cannot run here is a note, not a lost bench stage
+        try:
+            runs.append(make())
+        except IsodeployError as exc:
+            p.skipped.append((f"bench on {what}", str(exc)))
+
     for precision in ("fp32", "fp16"):
-        runs.append(run_bench(models, BenchSettings(runtimes=("torch",), precision=precision, **base), roles=model_roles,
-                              known_macs=model_macs))
+        attempt(f"torch CUDA {precision}", lambda precision=precision: run_bench(
+            models, BenchSettings(runtimes=("torch",), precision=precision, **base), roles=model_roles, known_macs=model_macs))
     try:
         import onnxruntime
 
         if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-            runs.append(run_bench(items, BenchSettings(runtimes=("ort",), **base), roles=roles, known_macs=known))
+            attempt("onnxruntime CUDA", lambda: run_bench(items, BenchSettings(runtimes=("ort",), **base), roles=roles, known_macs=known))
     except ImportError:
         pass
     from isodeploy.export.trt_env import tensorrt_available
@@ -311,7 +318,7 @@ def _gpu_runs(p: Pipeline, items: list[str], roles: list[str], known: dict, engi
         trt_items = [str(engine) if r == "pruned" and engine else i for i, r in zip(items, roles) if r != "standard"]
         trt_roles = [r for r in roles if r != "standard"]
         trt_known = {str(engine) if r == "pruned" and engine else i: known[i] for i, r in zip(items, roles) if r != "standard"}
-        runs.append(run_bench(trt_items, BenchSettings(runtimes=("trt",), **base), roles=trt_roles, known_macs=trt_known))
+        attempt("TensorRT", lambda: run_bench(trt_items, BenchSettings(runtimes=("trt",), **base), roles=trt_roles, known_macs=trt_known))
     else:
         p.skipped.append(("bench on TensorRT", "TensorRT is not installed"))
     return runs
