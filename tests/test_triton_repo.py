@@ -358,3 +358,10 @@ def test_check_without_a_server_exits_2_in_one_line_before_writing(tmp_path, mon
     assert main(["triton-repo", str(src), "--name", "m", "-o", str(tmp_path / "repo"), "--check"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "$ISODEPLOY_TRITONSERVER" in err[0] and "not an executable file" in err[0]
+    import sys
+
+    assert main(["triton-repo", str(src), "--name", "m", "-o", str(tmp_path / "repo"), "--check", "--server", sys.executable,
+                 "--backend-dir", str(tmp_path / "no-backends")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "backend folder" in err[0] and "does not exist" in err[0]
+    assert not (tmp_path / "repo").exists()
