@@ -66,7 +66,7 @@ class OpTable:
 
     def register(self, ops: Iterable[object] | object, *, replace: bool = False, **fields: Any) -> list[OpSpec]:
         """Set ``fields`` (rule, role, macs, attrs, short) on the entries of ``ops``."""
-        if isinstance(ops, (str, bytes)) or not isinstance(ops, Iterable):
+        if not isinstance(ops, (list, tuple, set, frozenset)):  # an op packet is iterable (its overloads)
             ops = [ops]
         unknown = set(fields) - {"rule", "role", "macs", "attrs", "short"}
         if unknown:
@@ -84,7 +84,7 @@ class OpTable:
             for field_name, value in fields.items():
                 current = getattr(spec, field_name)
                 explicit = current is not None and not (field_name == "role" and current == "compute")
-                if explicit and current is not value and not replace:
+                if explicit and not replace:
                     warnings.warn(f"isodeploy: op '{spec.name}' already has a {field_name}; the new one replaces it "
                                   "(pass replace=True to silence this)", stacklevel=3)
                 setattr(spec, field_name, value)
