@@ -22,7 +22,7 @@ from isodeploy.errors import IsodeployError
 from isodeploy.fileio import sha256_file
 from isodeploy.export import trt_env
 from isodeploy.export.trt_env import TrtCaps, cuda_available, tensorrt_available  # noqa: F401 - agreed API
-from isodeploy.export.trt_meta import EngineMeta, TensorMeta, TRT_DTYPES, meta_path, timing_cache_file, write_meta_text
+from isodeploy.export.trt_meta import EngineMeta, TensorMeta, meta_path, timing_cache_file, write_meta_text
 from isodeploy.export.trt_onnx import ProfileShape, load_onnx_proto, profile_shapes, read_onnx_io
 from isodeploy.export.trt_precision import BuildPlan, plan_precision
 
