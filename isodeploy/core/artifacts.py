@@ -210,9 +210,8 @@ def read_onnx_source_meta(meta: dict[str, str], where: str) -> dict[str, Any]:
 def pickle_refusal(path: Path, exc: BaseException, what: str = "weights file") -> IsodeployError | None:
     """The one-line refusal for a file ``torch.load(weights_only=True)`` would not open because it
     holds pickled objects (code could run on load); None for other read errors."""
-    import pickle
-
-    if isinstance(exc, pickle.UnpicklingError) or "weights_only" in str(exc) or "Weights only load failed" in str(exc):
+    # torch names the class it would have had to import; garbage bytes fail with other messages
+    if "Unsupported global" in str(exc) or "not an allowed global" in str(exc):
         return IsodeployError(f"{what} '{path}' was not loaded: it holds pickled objects (loading them could run code); "
                               "re-save it as safetensors: safetensors.torch.save_file(state_dict, 'model.safetensors')")
     return None
