@@ -321,7 +321,18 @@ class OutputFolder:
             _write_owned(self.path, self.owned)
 
     def clean(self, known_names: Iterable[str] = ()) -> list[str]:
-        return clean_stale_temps(self.path, set(known_names) | self.owned) + clean_parent_leftovers(self.path)
+        """Leftovers of killed runs: in the folder, next to it, and inside the sub-folders isodeploy owns
+        wholly (``triton/``: staging ``.NAME.tmp-*`` and backup ``.NAME.old-*`` folders)."""
+        removed = clean_stale_temps(self.path, set(known_names) | self.owned) + clean_parent_leftovers(self.path)
+        for name in sorted(self.owned):
+            sub = self.path / name
+            if sub.is_dir() and not sub.is_symlink():
+                for entry in sub.iterdir():
+                    if entry.name.startswith(".") and re.search(r"\.(tmp|old)-", entry.name):
+                        _remove(entry)
+                        removed.append(f"{name}/{entry.name}")
+                removed += [f"{name}/{n}" for n in clean_stale_temps(sub)]
+        return removed
 
 
 def check_output_path(path: Path, input_folder: Path | None = None) -> Path:
