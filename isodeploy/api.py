@@ -40,10 +40,17 @@ def analyze(model: nn.Module, example_inputs: Any, strict: bool = False, *, rule
     :class:`~isodeploy.graph.analysis.Grouping` (``.classes``, ``.groups``, ``.to_json()``).
     """
     from isodeploy.graph.analysis import analyze as _analyze
-    from isodeploy.prune.api import example_batch
+    from isodeploy.prune.api import check_example, example_batch
 
     _check_module(model)
-    return _analyze(model, example_batch(example_inputs), name=type(model).__name__, strict=strict, rules=rules)
+    example = example_batch(example_inputs)
+    was_training = model.training
+    model.eval()
+    try:
+        check_example(model, example)
+        return _analyze(model, example, name=type(model).__name__, strict=strict, rules=rules)
+    finally:
+        model.train(was_training)
 
 
 def prune(model: nn.Module, example_inputs: Any, *, ratio: float | None = None, ratios: dict[str, float] | None = None,

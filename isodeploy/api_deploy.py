@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
 from torch import nn
 
 from isodeploy.errors import IsodeployError
@@ -92,8 +93,11 @@ def verify(artifact: str | Path, reference: Any = None, *, batch_sizes: Sequence
         raise IsodeployError(f"batch_sizes= must be positive integers and samples= ≥ 1; got {list(batch_sizes)}, {samples}")
     candidate = open_runner(Path(artifact), runtime=runtime, device=device)
     if isinstance(reference, nn.Module):
+        from isodeploy.export.reference import candidate_input_size
         from isodeploy.runtime.torch_runner import TorchRunner
 
+        if example_inputs is None and not getattr(reference, "_isodeploy_input", None) and candidate_input_size(candidate):
+            example_inputs = torch.zeros(2, *candidate_input_size(candidate))  # the artifact's own input shape
         loaded = as_loaded(reference, example_inputs)
         runner = TorchRunner(loaded.model, name=f"torch:{loaded.timm_name}", input_size=loaded.input_size,
                              output_names=list(candidate.output_names))

@@ -49,8 +49,15 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    trust_factory: list[str] = typer.Option([], "--trust-factory", metavar="PKG.MOD:FN",
+                                            help="Allow output folders whose spec names this model factory to import it "
+                                                 "(a folder alone is never trusted to choose code). Repeatable."),
 ) -> None:
     """isodeploy: prune → fine-tune → export → verify → engine → report."""
+    if trust_factory:
+        from isodeploy.zoo.sources import trust_factories
+
+        trust_factories(trust_factory)
 
 
 for _name in COMMAND_MODULES:
@@ -121,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(code, int):
             return code
     except IsodeployError as exc:
-        _say_error(str(exc))
+        _say_error(exc.for_cli() if hasattr(exc, "for_cli") else str(exc))  # API parameter names → CLI flags
         _leave_process_group()
         return exc.exit_code
     except typer.Exit as exc:

@@ -28,3 +28,15 @@ class IsodeployError(Exception):
     def __init__(self, message: str, exit_code: int = ExitCode.BAD_INPUT) -> None:
         super().__init__(message)
         self.exit_code = int(exit_code)
+
+
+class ParameterError(IsodeployError):
+    """A bad value for one parameter. The message names it as the Python API spells it
+    (``ranking= must be …``); :meth:`for_cli` spells it as the command-line flag (``--ranking must be …``)."""
+
+    def __init__(self, param: str, message: str, exit_code: int = ExitCode.BAD_INPUT) -> None:
+        self.param = param
+        super().__init__(f"{param}= {message}", exit_code)
+
+    def for_cli(self) -> str:
+        return str(self).replace(f"{self.param}= ", f"--{self.param.replace('_', '-')} ", 1)

@@ -6,6 +6,9 @@ ops), static shapes, example batch ≥ 2 so that the batch dim is not specialise
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import warnings
 from dataclasses import dataclass, field
 
@@ -68,14 +71,19 @@ def trace(model: nn.Module, example: torch.Tensor, name: str = "model") -> Trace
     # Stack traces of every node cost ~15 % of export time and the grouper never reads them.
     emit_traces = fx_config.do_not_emit_stack_traces
     fx_config.do_not_emit_stack_traces = True
+    previous_disable = logging.root.manager.disable
+    logging.disable(logging.WARNING)  # export logs whole graphs when it fails; our error says it in one line
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        # On failure torch.export also prints the partial graph to stderr: our error line says enough.
+        with warnings.catch_warnings(), torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
             exported = torch.export.export(model, (example,), strict=False)
     except Exception as exc:  # export raises many internal exception types
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise IsodeployError(f"model '{name}' failed to export with torch.export ({type(exc).__name__}: {first[:200]})") from exc
+        raise IsodeployError(f"model '{name}' failed to export with torch.export ({type(exc).__name__}: {first[:200]})"
+                             f"{_hint(exc)}") from exc
     finally:
+        logging.disable(previous_disable)
         fx_config.do_not_emit_stack_traces = emit_traces
         model.train(was_training)
     sig = exported.graph_signature
@@ -90,6 +98,17 @@ def trace(model: nn.Module, example: torch.Tensor, name: str = "model") -> Trace
         user_inputs=list(sig.user_inputs),
         constants=constants,
     )
+
+
+def _hint(exc: Exception) -> str:
+    """What the Python construct behind a common export failure is, and what to do about it."""
+    kind = type(exc).__name__
+    if "DataDependent" in kind or "data-dependent" in str(exc):
+        return ("; the forward branches on tensor values (e.g. `if x.sum() > 0:`), which a static trace cannot follow: "
+                "make the branch depend on shapes or attributes only")
+    if "Unsupported" in kind:
+        return "; the forward uses a Python construct torch.export does not support"
+    return ""
 
 
 def _drop_unused_aliases(exported: torch.export.ExportedProgram, model: nn.Module, state_of: dict[str, str]) -> None:

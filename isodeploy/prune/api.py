@@ -117,6 +117,17 @@ def example_batch(example_inputs: Any) -> torch.Tensor:
     return example_inputs.detach()
 
 
+def check_example(model: nn.Module, example: torch.Tensor) -> None:
+    """Run the dense model once, so inputs that don't fit fail here, naming the parameter, not in the trace."""
+    try:
+        with torch.no_grad():
+            model(example)
+    except Exception as exc:  # the model's own shape checks raise many types
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise IsodeployError(f"example_inputs= of shape {tuple(example.shape)} do not fit the model "
+                             f"({type(exc).__name__}: {first[:160]})") from exc
+
+
 def _dense_output_shape(model: nn.Module, example: torch.Tensor) -> list[int] | None:
     with torch.no_grad():
         out = model(example)
@@ -141,6 +152,7 @@ def prune_module(model: nn.Module, example: Any, cfg: PruneConfig, *, importance
     was_training = model.training
     model.eval()
     try:
+        check_example(model, example)
         grouping = analyze(model, example, name=name, strict=strict)
         check_family(grouping, cfg.preset)
         times["grouping"] = time.perf_counter() - t0
@@ -168,6 +180,8 @@ def prune_module(model: nn.Module, example: Any, cfg: PruneConfig, *, importance
     meta = dict(input_meta or {"input_size": list(example.shape[1:])})
     spec = build_spec(source_of(model), meta, grouping, plan, cfg, checked, classes, scores, output_shape, pruned)
     _inherit_source(pruned, model)
+    if not hasattr(pruned, "_isodeploy_input"):  # the pruned module knows its input, for export and verify
+        object.__setattr__(pruned, "_isodeploy_input", {"input_size": list(example.shape[1:])})
     return PruneResult(model=pruned, grouping=grouping, plan=plan, config=cfg, spec=spec, classes=classes,
                        frozen=checked.frozen, seconds=times)
 

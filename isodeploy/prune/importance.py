@@ -13,7 +13,7 @@ from typing import Callable, Iterable, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from isodeploy.errors import IsodeployError
+from isodeploy.errors import IsodeployError, ParameterError
 from isodeploy.graph.analysis import Grouping
 from isodeploy.graph.groups import Group
 
@@ -152,7 +152,7 @@ def importance_from(value: "str | Importance", norm: str = "l2", progress: Calla
             return Taylor(progress=progress)
         if value == "random":
             return RandomImportance()
-        raise IsodeployError(f"importance= must be one of {', '.join(IMPORTANCES)} or an Importance object; got '{value}'")
+        raise ParameterError("importance", f"must be one of {', '.join(IMPORTANCES)} or an Importance object; got '{value}'")
     if not callable(getattr(value, "scores", None)):
         raise IsodeployError(f"importance= must be a name or an object with a scores(model, grouping, data) method; "
                              f"got {type(value).__name__}")

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
-from isodeploy.errors import IsodeployError
+from isodeploy.errors import IsodeployError, ParameterError
 from isodeploy.graph.analysis import Grouping
 from isodeploy.prune.cost import plan_cost
 
@@ -48,18 +48,19 @@ class PruneConfig:
         return 0.0 if value is None else float(value)
 
     def validate(self) -> None:
+        """Errors name the parameter as the API spells it (``ratio=``); the CLI shows its flag."""
         for name in ("ratio", *KIND_FIELDS.values()):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value < 1.0:
-                raise IsodeployError(f"--{name.replace('_', '-')} must be in [0, 1) (a fraction removed); got {value}")
+                raise ParameterError(name, f"must be in [0, 1) (a fraction removed); got {value}")
         if not 0.0 <= self.max_group_ratio < 1.0:
-            raise IsodeployError(f"--max-group-ratio must be in [0, 1); got {self.max_group_ratio}")
+            raise ParameterError("max_group_ratio", f"must be in [0, 1); got {self.max_group_ratio}")
         if self.ranking not in RANKINGS:
-            raise IsodeployError(f"--ranking must be one of {', '.join(RANKINGS)}; got '{self.ranking}'")
-        if self.round_to < 1:
-            raise IsodeployError(f"--round-to must be ≥ 1; got {self.round_to}")
-        if self.target_macs is not None and self.target_macs <= 0:
-            raise IsodeployError(f"--target-macs must be positive; got {self.target_macs}")
+            raise ParameterError("ranking", f"must be one of {', '.join(RANKINGS)}; got '{self.ranking}'")
+        if not isinstance(self.round_to, int) or self.round_to < 1:
+            raise ParameterError("round_to", f"must be an integer ≥ 1; got {self.round_to}")
+        if self.target_macs is not None and not (math.isfinite(self.target_macs) and self.target_macs > 0):
+            raise ParameterError("target_macs", f"must be a positive number of MACs; got {self.target_macs}")
 
 
 @dataclass

@@ -196,6 +196,9 @@ def rebuild(spec: dict[str, Any], state: dict[str, torch.Tensor], model: nn.Modu
         model = copy.deepcopy(model)
     else:
         model = source.create(pretrained=False, trusted_factory=trusted_factory, trust=trust)
+        # What the file's kwargs built must answer like the pruned weights did (e.g. num_classes): the
+        # output dims are never pruned, so the dense model's output shape is the recorded one.
+        _check_output(model, spec, label, what="the source model built from the spec's kwargs")
     tied = spec.get("tied") or {}
     if not isinstance(tied, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tied.items()):
         raise IsodeployError("the spec's 'tied' must map tensor names to tensor names; the spec was edited")
@@ -239,7 +242,7 @@ def _retie(model: nn.Module, tied: dict[str, str]) -> None:
         (owner._parameters if attr in owner._parameters else owner._buffers)[attr] = tensor
 
 
-def _check_output(model: nn.Module, spec: dict[str, Any], label: str) -> None:
+def _check_output(model: nn.Module, spec: dict[str, Any], label: str, what: str = "") -> None:
     """The rebuilt model answers with the output shape recorded at prune time (what a file's
     ``num_classes`` claims is checked against the weights by running them)."""
     expected = spec.get("output_shape")
@@ -256,7 +259,7 @@ def _check_output(model: nn.Module, spec: dict[str, Any], label: str) -> None:
         raise IsodeployError(f"the rebuilt '{label}' does not run ({type(exc).__name__}: {str(exc)[:120]}); "
                              "the spec or weights were edited") from exc
     if isinstance(out, torch.Tensor) and list(out.shape[1:]) != expected:
-        raise IsodeployError(f"the rebuilt '{label}' answers {list(out.shape[1:])}, the spec recorded {expected}; "
+        raise IsodeployError(f"{what or f'the rebuilt {label!r}'} answers {list(out.shape[1:])}, the spec recorded {expected}; "
                              "the spec or weights were edited")
 
 

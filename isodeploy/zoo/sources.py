@@ -43,6 +43,17 @@ ALLOWED_KWARGS: dict[str, dict[str, tuple[type, ...]]] = {
 }
 
 
+_TRUSTED: set[str] = set()
+
+
+def trust_factories(names: list[str]) -> None:
+    """Factories the user named explicitly (``--trust-factory``): folders naming them may import them."""
+    for name in names:
+        if not FACTORY_RE.fullmatch(name):
+            raise IsodeployError(f"--trust-factory '{name}' must look like package.module:function")
+        _TRUSTED.add(name)
+
+
 @dataclass
 class Source:
     """How to build the dense architecture: ``kind`` + ``name`` + keyword arguments."""
@@ -70,10 +81,10 @@ class Source:
             return _call(lambda: torchvision_builder(self.name)(weights="DEFAULT" if pretrained else None, **self.kwargs),
                          self.label, self.kwargs)
         if self.kind == "factory":
-            if not (trust or trusted_factory == self.name):
+            if not (trust or trusted_factory == self.name or self.name in _TRUSTED):
                 raise IsodeployError(f"the folder names the factory '{self.name}', and a folder is not trusted to choose code "
                                      f"to import; pass model='{self.name}' (the same factory) or trust=True "
-                                     "(CLI: give the factory as MODEL, or --trust-factory)")
+                                     f"(CLI: isodeploy --trust-factory {self.name} COMMAND …)")
             return _call(lambda: import_factory(self.name)(**self.kwargs), self.label, self.kwargs)
         raise IsodeployError("the folder was saved from a custom model without a source; pass the dense model: "
                              "isodeploy.load(folder, model=MyModel())")
