@@ -52,3 +52,21 @@ def test_two_processes_into_one_folder(tmp_path):
     assert "prune: done" in first_text and "prune: unchanged, skipped" in second_text
     report = json.loads((out / "report.json").read_text())
     assert report["numerics"]["onnxruntime FP32 vs PyTorch"]["passed"] is True
+
+
+def test_finetune_into_a_busy_folder_is_one_line(tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    from isodeploy.core.fileio import folder_lock
+
+    monkeypatch.setenv("ISODEPLOY_LOCK_WAIT", "0")
+    assert run(capsys, "prune", *TINY, "-o", tmp_path / "student").code == 0
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(4):
+        Image.new("RGB", (40, 40), color=(60 * i, 20, 200 - 40 * i)).save(data / f"{i}.png")
+    out = tmp_path / "ft"
+    with folder_lock(out):
+        assert_refused(run(capsys, "finetune", tmp_path / "student", "--data", data, "-o", out, "--epochs", "1",
+                           "--workers", "0", "-b", "2"), 2, "in use by another isodeploy run")
+    assert not out.exists()  # the lock's folder, empty, went with the lock

@@ -53,7 +53,16 @@ def finetune(
         device=device, seed=seed, resume=resume, resume_from=str(resume_from) if resume_from else None, stop_after=stop_after,
         force=force, log_samples=log_samples,
     )
-    report = run_finetune(cfg)
+    import os
+    from contextlib import nullcontext
+
+    from isodeploy.core.fileio import folder_lock
+
+    # One run per OUT at a time. Under torchrun the ranks share one OUT and a failed lock on one rank
+    # would leave the others waiting in the process group, so the lock is for single-process runs.
+    single = int(os.environ.get("WORLD_SIZE", "1")) <= 1
+    with folder_lock(output) if single else nullcontext():
+        report = run_finetune(cfg)
     if json_path and _is_rank0():
         from isodeploy.commands.common import write_json_atomic
 

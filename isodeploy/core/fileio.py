@@ -425,3 +425,21 @@ def open_output_folder(path: Path, adopt: Callable[[Path], set[str] | None] | No
                 (path / LOCK_FILE).unlink(missing_ok=True)
         finally:
             os.close(fd)
+
+
+@contextmanager
+def folder_lock(path: Path, wait_s: float | None = None) -> Iterator[Path]:
+    """Only the per-folder lock (for run folders with their own file rules, e.g. ``finetune -o``);
+    a folder this call created is removed again when it is still empty at the end."""
+    path = check_output_path(path)
+    created = not path.exists()
+    fd = _acquire_lock(path, lock_wait_s() if wait_s is None else wait_s)
+    try:
+        yield path
+    finally:
+        try:
+            (path / LOCK_FILE).unlink(missing_ok=True)
+            if created and path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+        finally:
+            os.close(fd)
