@@ -8,7 +8,7 @@ Torch-Pruning's MetaPruner (magnitude, ratio 0.3, classifier ignored, isomorphic
 same model; "pass" = it prunes without raising and the model still runs. Each model runs in its own
 subprocess with a timeout, so a crash or a hang is a row, not the end of the run.
 
-    python benchmarks/coverage.py [--suite timm|torchvision|all] [--only NAME,...] [--json out.json] [--md out.md]
+    python benchmarks/coverage.py [--suite timm|torchvision|all] [--only NAME,...] [--no-tp] [--json out.json [--resume]] [--md out.md]
 """
 
 from __future__ import annotations
@@ -197,6 +197,7 @@ def main() -> None:
     parser.add_argument("--only", default=None, help="comma-separated model names")
     parser.add_argument("--no-tp", action="store_true", help="skip Torch-Pruning")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--resume", action="store_true", help="keep the rows already in --json and run the rest")
     parser.add_argument("--md", type=Path, default=None)
     args = parser.parse_args()
     jobs = []
@@ -208,8 +209,13 @@ def main() -> None:
         wanted = set(args.only.split(","))
         jobs = [j for j in jobs if j[1] in wanted]
     rows: list[dict] = []
+    if args.resume and args.json and args.json.is_file():  # a long run picks up where it stopped
+        rows = [r for r in json.loads(args.json.read_text()) if r.get("suite") in {s for s, _ in jobs}]
+    done = {(r["suite"], r["model"], r["tool"]) for r in rows}
     for i, (suite, name) in enumerate(jobs, 1):
         for tool in ("isodeploy",) + (() if args.no_tp else ("tp",)):
+            if (suite, name, tool) in done:
+                continue
             row = run_one(tool, suite, name)
             rows.append(row)
             print(f"[{i}/{len(jobs)}] {suite}:{name} {tool}: {row['status']} {row.get('macs_kept', '')} {row.get('why', '')[:100]}",

@@ -27,7 +27,7 @@ RUNNER = textwrap.dedent("""
         for line in open("/proc/self/status"):
             if line.startswith(field):
                 return int(line.split()[1]) * 1024
-    if which == "isodeploy":
+    if which.startswith("isodeploy"):
         from isodeploy.prune.api import prune_model
         from isodeploy.prune.plan import PruneConfig
         from isodeploy.zoo import load_model
@@ -36,13 +36,28 @@ RUNNER = textwrap.dedent("""
     base = rss("VmRSS:")
     open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM)
     t0 = time.perf_counter()
-    if which == "isodeploy":
+    if which == "isodeploy":  # the full prune: group, score, plan, apply, self-check (forward + re-trace)
         loaded = load_model(name, weights="random")
         model_bytes = sum(p.numel() * p.element_size() for p in loaded.model.parameters())
         t1 = time.perf_counter()
         cfg = PruneConfig(embed_ratio=0.5, mlp_ratio=0.5, head_ratio=0.5, head_dim_ratio=0.25, round_to=2)
         result = prune_model(loaded, cfg)
         macs, params = result.plan.macs_after, result.plan.params_after
+    elif which == "isodeploy-unchecked":  # the previous release's path: group, score, plan, apply, no self-check
+        import copy
+        from isodeploy.graph.analysis import analyze
+        from isodeploy.prune.apply import apply_keep
+        from isodeploy.prune.importance import magnitude
+        from isodeploy.prune.plan import make_plan
+        loaded = load_model(name, weights="random")
+        model_bytes = sum(p.numel() * p.element_size() for p in loaded.model.parameters())
+        t1 = time.perf_counter()
+        cfg = PruneConfig(embed_ratio=0.5, mlp_ratio=0.5, head_ratio=0.5, head_dim_ratio=0.25, round_to=2)
+        grouping = analyze(loaded.model, loaded.example_input(2), name=name)
+        model = copy.deepcopy(loaded.model)
+        plan = make_plan(grouping, magnitude(model, grouping, "l2"), cfg)
+        apply_keep(model, grouping, plan.keep)
+        macs, params = plan.macs_after, plan.params_after
     else:
         model = timm.create_model(name, pretrained=False).eval()
         model_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
@@ -110,14 +125,16 @@ def main() -> None:
     parser.add_argument("--model", default="deit_base_patch16_224")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    results = [run("isodeploy", args.model), run("torch-pruning", args.model)]
+    results = [run("isodeploy", args.model), run("isodeploy-unchecked", args.model), run("torch-pruning", args.model)]
     print(f"Pruning {args.model} to the DeiT-4.2G recipe (magnitude L2, round to 2, random weights), 2 threads")
-    print(f"{'pruner':14} {'prune s':>8} {'peak over start MB':>19} {'model MB':>9} {'peak/model':>11} {'MACs G':>7} {'params M':>9}")
+    print("isodeploy = group + score + plan + apply + self-check (forward and re-trace); isodeploy-unchecked = the same "
+          "without the self-check (the previous release)")
+    print(f"{'pruner':20} {'prune s':>8} {'peak over start MB':>19} {'model MB':>9} {'peak/model':>11} {'MACs G':>7} {'params M':>9}")
     for r in results:
         if "error" in r:
-            print(f"{r['pruner']:14} failed: {r['error']}")
+            print(f"{r['pruner']:20} failed: {r['error']}")
             continue
-        print(f"{r['pruner']:14} {r['prune_s']:>8.2f} {r['peak_over_start_mb']:>19.0f} {r['model_mb']:>9.0f} "
+        print(f"{r['pruner']:20} {r['prune_s']:>8.2f} {r['peak_over_start_mb']:>19.0f} {r['model_mb']:>9.0f} "
               f"{r['peak_over_start_mb'] / r['model_mb']:>10.2f}x {r['macs_g']:>7.3f} {r['params_m']:>9.2f}")
     rows = paper_table()
     print("\nThe paper's DeiT recipes (round to 2, magnitude, random weights) vs the paper's Table 2")
@@ -127,6 +144,10 @@ def main() -> None:
         dp = r["ours_params_m"] / r["paper_params_m"] - 1
         print(f"{r['recipe']:10} {r['source']:34} {r['ours_macs_g']:>9.3f}G {r['paper_macs_g']:>6} {dm:>+6.1%} "
               f"{r['ours_params_m']:>11.2f}M {r['paper_params_m']:>6} {dp:>+6.1%}")
+    by = {r["pruner"]: r for r in results if "error" not in r}
+    if "isodeploy" in by and "isodeploy-unchecked" in by:
+        print(f"self-check cost: {by['isodeploy']['prune_s'] / by['isodeploy-unchecked']['prune_s']:.2f}x the unchecked prune "
+              "(target: within 2x)")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"pruners": results, "paper": rows}, fh, indent=2)
