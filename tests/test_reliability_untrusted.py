@@ -190,3 +190,25 @@ def test_a_tampered_stage_record_or_marker_only_causes_reruns(tmp_path, capsys):
     assert_refused(run(capsys, *args, "--force"), 2, "model.onnx exists and was not written by isodeploy")
     assert {k: v for k, v in snapshot(out).items() if not k.endswith(OWNER_FILE)} == {
         k: v for k, v in before.items() if not k.endswith(OWNER_FILE)}
+
+
+def test_training_images_that_never_decode(pruned, tmp_path, capsys):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for i in range(4):
+        (bad / f"{i}.jpg").write_bytes(b"not a jpeg")
+    before = snapshot(tmp_path)
+    assert_refused(run(capsys, "prune-export", *TINY, "--no-bench", "--finetune-data", bad, "-o", tmp_path / "run"),
+                   2, "no readable image in --finetune-data")
+    assert_refused(run(capsys, "finetune", pruned, "--data", bad, "-o", tmp_path / "ft", "--workers", "0"), 2, "no readable image")
+    assert snapshot(tmp_path) == before
+
+
+def test_unreadable_calibration_folders(tmp_path, capsys):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "0.png").write_bytes(b"garbage")
+    (tmp_path / "file").write_text("x")
+    for source, needle in ((bad, "no readable image"), (tmp_path / "file", "is not a folder of images"), (tmp_path / "nothere", "does not exist")):
+        assert_refused(run(capsys, "prune", *TINY, "--importance", "taylor", "--calib-data", source, "-o", tmp_path / "o"), 2, needle)
+        assert not (tmp_path / "o").exists()

@@ -208,8 +208,14 @@ def run_pipeline(opts: PipelineOptions, say: Callable[[str], None] = print) -> P
         from isodeploy.core.artifacts import check_fraction
 
         check_fraction(opts.ratio, "--ratio", low=0.0, high=1.0)
-    if opts.finetune_data is not None and not Path(opts.finetune_data).is_dir():
-        raise IsodeployError(f"--finetune-data {opts.finetune_data} is not a folder of images")
+    if opts.finetune_data is not None:  # checked now, not after the prune stage
+        from isodeploy.train.data import scan_usable
+        from isodeploy.train.dist import DistEnv
+
+        import torch
+
+        single = DistEnv(rank=0, world=1, local_rank=0, device=torch.device("cpu"), backend=None)
+        scan_usable(str(opts.finetune_data), single, "--finetune-data")
     return Pipeline(opts, say).run()
 
 
