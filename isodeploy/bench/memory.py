@@ -21,7 +21,7 @@ from isodeploy.bench.report import MemoryFigure
 PROBE_ITERS = 2  # the first run allocates the arena/workspaces; the second shows it is reused
 METHODS = {
     CPU_METHOD: "CPU: peak RSS of a fresh subprocess that loads the artifact and runs {iters} batches of {batch} through the benchmark's runner; "
-                "the figure in brackets is peak − the same process's RSS after importing the runtime",
+                "memory added = peak − the same process's RSS after importing the runtime (the + figure in bench tables)",
     CUDA_METHOD: "CUDA: device memory in use (cudaMemGetInfo total − free) in a fresh subprocess after loading and running {iters} batches of {batch} "
                  "through the benchmark's runner, minus the reading once the CUDA context existed: weights, activations, workspaces, "
                  "allocator caches and the I/O tensors, the same for torch, onnxruntime and TensorRT",
