@@ -14,7 +14,7 @@ import pytest
 from reliability_check import TINY, assert_refused, dead_pid, run, snapshot, temporaries
 
 from isodeploy.cli import main
-from isodeploy.core.fileio import OWNER_FILE, read_owned
+from isodeploy.core.fileio import OWNER_FILE, open_output_folder, read_owned
 
 PIPE = ["prune-export", *TINY, "--no-bench"]
 
@@ -52,8 +52,10 @@ def test_force_never_replaces_a_folder_of_other_files(tmp_path, capsys):
 
 def test_prune_into_a_run_of_the_same_model_keeps_everything_else(run_dir, tmp_path, capsys):
     (run_dir / "notes.txt").write_text("my notes")
-    (run_dir / "finetune").mkdir()
-    (run_dir / "finetune" / "keep.txt").write_text("x")
+    with open_output_folder(run_dir) as out:  # as the finetune stage records its folder
+        out.claim("finetune")
+        (run_dir / "finetune").mkdir()
+        (run_dir / "finetune" / "keep.txt").write_text("x")
     keep = {k: v for k, v in snapshot(run_dir).items() if not k.endswith(("model.safetensors", "isodeploy.json", OWNER_FILE))}
     outside = snapshot(tmp_path, skip=run_dir)
     result = run(capsys, "prune", *TINY[:-1], "0.5", "-o", run_dir)
@@ -62,10 +64,13 @@ def test_prune_into_a_run_of_the_same_model_keeps_everything_else(run_dir, tmp_p
     assert all(after.get(k) == v for k, v in keep.items())  # ONNX, reports, triton/, finetune/, notes: untouched
     assert snapshot(tmp_path, skip=run_dir) == outside
     assert not temporaries(run_dir)
-    # the pipeline notices the new weights (output hash of 'prune'), and redoes what depends on them
+    # the pipeline notices the replaced weights (output hash of 'prune') and re-prunes; the later
+    # stages re-run only if the weights came out different from the ones they were made from
     result = run(capsys, *PIPE, "-o", run_dir)
     assert result.code == 0, result.text
-    assert "prune: done" in result.out and "export: done" in result.out
+    assert "prune: done" in result.out and "prune: unchanged" not in result.out
+    stages = _stages(run_dir)
+    assert stages["verify"]["status"] == "done" and stages["verify"]["detail"]["passed"] is True
     assert (run_dir / "notes.txt").read_text() == "my notes"
 
 
