@@ -24,7 +24,7 @@ __version__ = "0.2.0"
 from isodeploy.errors import IsodeployError
 
 _LAZY = {
-    "create_model": "isodeploy.api", "analyze": "isodeploy.api", "save": "isodeploy.api",
+    "create_model": "isodeploy.api", "example_inputs": "isodeploy.api", "analyze": "isodeploy.api", "save": "isodeploy.api",
     "load": "isodeploy.api", "export_onnx": "isodeploy.api_deploy", "verify": "isodeploy.api_deploy",
     "register_op": "isodeploy.graph.ops", "register_fixup": "isodeploy.prune.fixups",
     "Importance": "isodeploy.prune.importance", "Source": "isodeploy.zoo.sources", "PruneResult": "isodeploy.prune.api",

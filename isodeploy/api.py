@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
-from isodeploy.errors import IsodeployError
+from isodeploy.errors import IsodeployError, ParameterError
 
 RATIO_KINDS = {"embedding": "embed_ratio", "hidden": "mlp_ratio", "heads": "head_ratio", "head_dim": "head_dim_ratio"}
 
@@ -29,6 +29,15 @@ def create_model(name: str, weights: str = "pretrained", img_size: int | None = 
     from isodeploy.zoo import load_model
 
     return load_model(str(name), weights=weights, img_size=img_size, **kwargs).model
+
+
+def example_inputs(model: nn.Module, batch: int = 2) -> torch.Tensor:
+    """A random batch shaped like the model's input, for models from :func:`create_model`, :func:`load`
+    or :func:`prune` (they remember their input size)."""
+    meta = getattr(model, "_isodeploy_input", None) or {}
+    if not meta.get("input_size"):
+        raise IsodeployError("this module does not know its input size; build your own example, e.g. torch.randn(2, 3, 224, 224)")
+    return torch.randn(batch, *meta["input_size"])
 
 
 def analyze(model: nn.Module, example_inputs: Any, strict: bool = False, *, rules: dict | None = None):
@@ -53,10 +62,18 @@ def analyze(model: nn.Module, example_inputs: Any, strict: bool = False, *, rule
         model.train(was_training)
 
 
+def default_preset(name: str) -> str | None:
+    """The pruning recipe an alias from ``models/`` names (``deit_b`` → ``deit-4.2g``), else None."""
+    from isodeploy.zoo import resolve
+
+    ref = resolve(str(name))
+    return ref.alias.recipe if ref.alias else None
+
+
 def prune(model: nn.Module, example_inputs: Any, *, ratio: float | None = None, ratios: dict[str, float] | None = None,
           ranking: str = "isomorphic", importance: Any = "magnitude", target_macs: float | None = None, round_to: int = 8,
           max_group_ratio: float = 0.9, norm: str = "l2", calib_data: Iterable | str | None = None, calib_batches: int = 8,
-          strict: bool = False, verify: bool = True, progress: Callable[[str], None] | None = None):
+          preset: str | None = None, strict: bool = False, verify: bool = True, progress: Callable[[str], None] | None = None):
     """Isomorphic pruning of a copy of ``model`` (the input is left untouched).
 
     ``ratio`` is the fraction of channels removed from every class; ``ratios`` overrides it per class
@@ -64,28 +81,44 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float | None = None, 
     classes, the paper), ``global`` or ``local``. ``importance``: ``"magnitude"``, ``"taylor"``,
     ``"random"`` or an object with ``name`` and ``scores(model, grouping, data)``. ``target_macs``
     searches the ratio scale that lands within 1 % of that many MACs per image. ``calib_data``: batches
-    ``(images, labels or None)``, a folder of images, or ``"synthetic"`` (Taylor).
+    ``(images, labels or None)``, a folder of images, or ``"synthetic"`` (Taylor). ``preset``: a recipe
+    from ``models/`` (``isodeploy presets``) whose ratios the explicit ones override.
 
     Classes whose pruning breaks the model's own code are frozen and reported in ``.frozen``; the
     returned ``.model`` always runs and matches ``.plan``. Returns a
     :class:`~isodeploy.prune.api.PruneResult` (``.model``, ``.plan``, ``.grouping``, ``.summary``).
     """
     from isodeploy.prune.api import example_batch, prune_module
-    from isodeploy.prune.plan import PruneConfig
 
     _check_module(model)
-    cfg = PruneConfig(ratio=_fraction(ratio, "ratio"), ranking=ranking, norm=norm, round_to=round_to,
-                      max_group_ratio=max_group_ratio, target_macs=target_macs,
-                      importance=importance if isinstance(importance, str) else getattr(importance, "name", "custom"))
-    for kind, value in (ratios or {}).items():
-        if kind not in RATIO_KINDS:
-            raise IsodeployError(f"ratios= keys must be {', '.join(RATIO_KINDS)}; got '{kind}'")
-        cfg = _replace(cfg, **{RATIO_KINDS[kind]: _fraction(value, f"ratios['{kind}']")})
-    if cfg.ratio is None and not ratios and target_macs is None:
-        raise IsodeployError("prune() needs ratio=, ratios= or target_macs=")
+    cfg = prune_config(ratio=ratio, ratios=ratios, ranking=ranking, importance=importance, target_macs=target_macs,
+                       round_to=round_to, max_group_ratio=max_group_ratio, norm=norm, preset=preset)
     example = example_batch(example_inputs)
     data = _calibration(calib_data, example, calib_batches, model) if cfg.importance == "taylor" else None
     return prune_module(model, example, cfg, importance=importance, data=data, strict=strict, progress=progress, verify=verify)
+
+
+def prune_config(*, ratio: float | None = None, ratios: dict[str, float] | None = None, ranking: str = "isomorphic",
+                 importance: Any = "magnitude", target_macs: float | None = None, round_to: int = 8,
+                 max_group_ratio: float = 0.9, norm: str = "l2", preset: str | None = None):
+    """The checked :class:`~isodeploy.prune.plan.PruneConfig` that :func:`prune` would use: call it to
+    validate options before loading a model (the CLI does)."""
+    from isodeploy.prune.api import config_from_recipe
+
+    if norm not in ("l1", "l2"):
+        raise ParameterError("norm", f"must be l1 or l2; got '{norm}'")
+    overrides = dict(ratio=_fraction(ratio, "ratio"), ranking=ranking, norm=norm, round_to=round_to,
+                     max_group_ratio=max_group_ratio, target_macs=target_macs,
+                     importance=importance if isinstance(importance, str) else getattr(importance, "name", "custom"))
+    for kind, value in (ratios or {}).items():
+        if kind not in RATIO_KINDS:
+            raise ParameterError("ratios", f"keys must be {', '.join(RATIO_KINDS)}; got '{kind}'")
+        overrides[RATIO_KINDS[kind]] = _fraction(value, f"ratios['{kind}']")
+    cfg = config_from_recipe(preset, overrides)
+    cfg.validate()
+    if cfg.ratio is None and all(cfg.ratio_for(k) == 0 for k in RATIO_KINDS) and target_macs is None:
+        raise IsodeployError("prune() needs ratio=, ratios=, preset= or target_macs= (CLI: --ratio, --preset or --target-macs)")
+    return cfg
 
 
 def save(result, folder: str | Path, source: Any = None, force: bool = False) -> Path:
@@ -129,7 +162,7 @@ def _fraction(value: Any, name: str) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) < 1.0:
-        raise IsodeployError(f"{name}= must be a fraction in [0, 1) (the share of channels removed); got {value!r}")
+        raise ParameterError(name, f"must be a fraction in [0, 1) (the share of channels removed); got {value!r}")
     return float(value)
 
 

@@ -133,9 +133,9 @@ def test_distillation_recovers_pruned_accuracy(digits, tmp_path, capsys):
     assert spec["source"]["weights"] == str(digits / "dense.safetensors")
     assert spec["finetune"]["epoch"] == report["best_epoch"] and spec["finetune"]["metrics"]["val_top1"] == pytest.approx(best)
     before = isodeploy.load(digits / "pruned")
-    assert [p.shape for p in student.model.parameters()] == [p.shape for p in before.model.parameters()]
+    assert [p.shape for p in student.parameters()] == [p.shape for p in before.parameters()]
     trained = load_file(str(out / "best" / "model.safetensors"))
-    assert any(not torch.equal(trained[k], v) for k, v in before.model.state_dict().items())
+    assert any(not torch.equal(trained[k], v) for k, v in before.state_dict().items())
 
 
 def test_resume_continues_exactly(tiny, tmp_path, capsys):
@@ -231,7 +231,8 @@ def test_unreadable_images_are_skipped_and_counted(tiny, tmp_path, capsys):
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["train_images"] == 40 and report["skipped_images"] == 2 and report["best_metric"] == "train_loss"
     assert metrics(out)[0]["skipped"] == 2
-    assert isodeploy.load(out / "last").timm_name == VIT
+    assert json.loads((out / "last" / "isodeploy.json").read_text())["source"]["name"] == VIT
+    assert isinstance(isodeploy.load(out / "last"), torch.nn.Module)
 
 
 def test_teacher_choices(tiny, tmp_path, capsys):

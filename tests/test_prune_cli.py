@@ -41,10 +41,10 @@ def test_reload_round_trip_in_a_fresh_process(tmp_path):
         x = torch.load({str(tmp_path / 'x.pt')!r})
         out = {{}}
         for key in {list(ROUND_TRIP)!r}:
-            loaded = isodeploy.load({str(tmp_path)!r} + '/' + key)
-            size = loaded.input_size[-1]
+            model = isodeploy.load({str(tmp_path)!r} + '/' + key)  # an nn.Module that knows its input size
+            size = model._isodeploy_input["input_size"][-1]
             with torch.no_grad():
-                out[key] = loaded.model(x[..., :size, :size])
+                out[key] = model(x[..., :size, :size])
         torch.save(out, {str(tmp_path / 'out.pt')!r})
     """)
     subprocess.run([sys.executable, "-c", script], check=True, timeout=300)
@@ -88,7 +88,7 @@ def test_folder_is_accepted_as_model(pruned_dir, capsys):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--ratio", "1.5"], "--ratio must be in [0, 1)"),
+        (["--ratio", "1.5"], "--ratio must be a fraction in [0, 1)"),
         (["--preset", "deit-9g"], "unknown preset 'deit-9g'"),
         (["--ratio", "0.95", "--ranking", "local"], "would remove"),
         (["--target-macs", "1k"], "unreachable"),

@@ -161,7 +161,7 @@ def test_finetune_stage_feeds_the_export(tmp_path, capsys):
 
     import isodeploy
 
-    tuned = isodeploy.load(out / "finetune" / "best").model
+    tuned = isodeploy.load(out / "finetune" / "best")
     x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
     session = ort.InferenceSession(str(out / "model.onnx"))
     import torch

@@ -55,13 +55,10 @@ def prune(
     """Prune MODEL with isomorphic ranking and write a folder every other command accepts as MODEL."""
     from rich.console import Console
 
+    from isodeploy import api
     from isodeploy.errors import IsodeployError
-    from isodeploy.prune.api import config_from_recipe, prune_model, save_pruned
     from isodeploy.prune.report import print_summary
-    from isodeploy.zoo import load_model, resolve
 
-    if norm not in ("l1", "l2"):
-        raise IsodeployError(f"--norm must be l1 or l2; got '{norm}'")
     from isodeploy.core.artifacts import legacy_entries
     from isodeploy.core.fileio import probe_output_folder
 
@@ -72,23 +69,23 @@ def prune(
     warn_ignored_for_folder(model, weights, img_size)
     if calib_data is not None and importance != "taylor":
         warn(f"--calib-data is ignored: only --importance taylor uses calibration images (this run: {importance})")
-    ref = resolve(model)
-    recipe = preset or (ref.alias.recipe if ref.alias else None)
+    recipe = preset or api.default_preset(model)
     explicit = dict(ratio=ratio, embed_ratio=embed_ratio, mlp_ratio=mlp_ratio, head_ratio=head_ratio, head_dim_ratio=head_dim_ratio)
     if preset is None and any(v is not None for v in explicit.values()):
         recipe = None  # explicit ratios replace the alias's default recipe
-    cfg = config_from_recipe(recipe, dict(explicit, ranking=ranking, importance=importance, norm=norm, round_to=round_to,
-                                          max_group_ratio=max_group_ratio, target_macs=parse_macs(target_macs)))
-    cfg.validate()
-    if cfg.ratio is None and all(getattr(cfg, k) is None for k in explicit) and cfg.target_macs is None:
+    ratios = {kind: explicit[f] for kind, f in api.RATIO_KINDS.items() if explicit[f] is not None}
+    if recipe is None and ratio is None and not ratios and target_macs is None:
         raise IsodeployError(f"no ratios for '{model}': pass --preset, --ratio or --target-macs (see 'isodeploy presets')")
+    options = dict(ratio=ratio, ratios=ratios, preset=recipe, ranking=ranking, importance=importance, norm=norm, round_to=round_to,
+                   max_group_ratio=max_group_ratio, target_macs=parse_macs(target_macs))
+    api.prune_config(**options)  # bad options fail here, before the model is built
     console = Console()
     with console.status(f"loading {model}") as status:
-        loaded = load_model(model, weights=weights, img_size=img_size)
-        result = prune_model(loaded, cfg, calib_data=calib_data, calib_batches=calib_batches, strict=strict,
-                             progress=lambda msg: status.update(msg))
+        dense = api.create_model(model, weights=weights, img_size=img_size)
+        result = api.prune(dense, api.example_inputs(dense), **options, calib_data=calib_data or "synthetic",
+                           calib_batches=calib_batches, strict=strict, progress=lambda msg: status.update(msg))
         status.update(f"writing {output}")
-        save_pruned(result, output, force=force)
+        api.save(result, output, force=force)
     print_summary(console, result, output)
     _warn_if_nothing_rounded(result, round_to)
     if json_path:

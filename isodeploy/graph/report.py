@@ -56,3 +56,16 @@ def print_grouping(console: Console, grouping: Grouping, show_params: bool = Fal
     seconds = grouping.seconds
     console.print(f"{len(grouping.groups)} groups in {len(grouping.classes)} classes; "
                   f"export {seconds.get('export', 0):.2f} s, grouping {seconds.get('grouping', 0):.3f} s")
+
+
+def print_frozen(console: Console, frozen: list[dict]) -> None:
+    """The classes the self-check kept dense, with the module, source line and error that made it."""
+    if not frozen:
+        console.print("self-check: every class prunes cleanly")
+        return
+    table = Table(title="Kept dense by the self-check (the model's own code derives these widths)")
+    for col in ("class", "kind", "module", "line", "why"):
+        table.add_column(col, overflow="fold")
+    for f in frozen:
+        table.add_row(str(f.get("class_id")), str(f.get("kind")), f.get("module") or "-", f.get("line") or "-", str(f.get("reason")))
+    console.print(table)

@@ -177,7 +177,8 @@ def prune_module(model: nn.Module, example: Any, cfg: PruneConfig, *, importance
     pruned = checked.model.eval()
     plan = checked.plan
     classes = summarize(grouping, plan, checked.frozen)
-    meta = dict(input_meta or {"input_size": list(example.shape[1:])})
+    meta = dict(input_meta or getattr(model, "_isodeploy_input", None) or {})
+    meta["input_size"] = list(example.shape[1:])
     spec = build_spec(source_of(model), meta, grouping, plan, cfg, checked, classes, scores, output_shape, pruned)
     _inherit_source(pruned, model)
     if not hasattr(pruned, "_isodeploy_input"):  # the pruned module knows its input, for export and verify

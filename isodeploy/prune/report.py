@@ -35,7 +35,7 @@ def print_summary(console: Console, result, output: Path | None = None) -> None:
         f"rounding to {cfg.round_to} cost {cost / 1e6:+.1f} M MACs"
         + (f"; ratio scale {plan.scale:.3f} for --target-macs" if cfg.target_macs else "")
     )
-    if result.loaded is not None and result.loaded.weights == "random":
+    if result.spec.get("source", {}).get("weights") == "random":
         console.print("[yellow]weights were random: accuracy figures of this model mean nothing[/]")
     if output is not None:
         console.print(f"wrote {output}/model.safetensors and {output}/isodeploy.json")

@@ -252,4 +252,5 @@ def attach_source(model: nn.Module, loaded: "LoadedModel") -> None:
     """Remember on the module where it came from, so ``isodeploy.save`` can record it unasked."""
     object.__setattr__(model, "_isodeploy_source", loaded.source)
     object.__setattr__(model, "_isodeploy_input", {"input_size": list(loaded.input_size), "mean": list(loaded.mean),
-                                                   "std": list(loaded.std)})
+                                                   "std": list(loaded.std), "weights": loaded.weights,
+                                                   "alias": loaded.alias.name if loaded.alias else None})
