@@ -212,3 +212,37 @@ def test_unreadable_calibration_folders(tmp_path, capsys):
     for source, needle in ((bad, "no readable image"), (tmp_path / "file", "is not a folder of images"), (tmp_path / "nothere", "does not exist")):
         assert_refused(run(capsys, "prune", *TINY, "--importance", "taylor", "--calib-data", source, "-o", tmp_path / "o"), 2, needle)
         assert not (tmp_path / "o").exists()
+
+
+def _external_data_onnx(folder: Path, location: str) -> Path:
+    """A tiny ONNX whose one weight lives in an external file at ``location``."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from onnx.external_data_helper import set_external_data
+
+    weight = numpy_helper.from_array(np.ones((10, 3 * 8 * 8), np.float32), "w")
+    set_external_data(weight, location=location)
+    weight.ClearField("raw_data")
+    weight.data_location = TensorProto.EXTERNAL
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["input"], ["flat"]), helper.make_node("Gemm", ["flat", "w"], ["logits"], transB=1)], "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])], [weight])
+    path = folder / "evil.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink"])
+@pytest.mark.parametrize("runtime", ["reference", "ort"])
+def test_external_data_outside_the_model_folder_is_refused(tmp_path, capsys, kind, runtime):
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(b"\0" * 4 * 10 * 3 * 8 * 8)
+    folder = tmp_path / "model"
+    folder.mkdir()
+    if kind == "symlink":
+        (folder / "w.bin").symlink_to(secret)
+    location = {"dotdot": "../secret.bin", "absolute": str(secret), "symlink": "w.bin"}[kind]
+    onnx_path = _external_data_onnx(folder, location)
+    assert_refused(run(capsys, "verify", onnx_path, "--reference", onnx_path, "--runtime", runtime, "--inputs", "2"), 2)

@@ -64,6 +64,9 @@ def _load_external(model: Any, path: Path) -> None:
 
     if not any(uses_external_data(t) for t in model.graph.initializer):
         return
+    from isodeploy.core.artifacts import check_external_data
+
+    check_external_data(model, path)  # never read a file outside the model's folder
     try:
         load_external_data_for_model(model, str(path.parent))
     except (FileNotFoundError, OSError, ValueError) as exc:
