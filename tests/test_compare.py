@@ -122,19 +122,20 @@ def test_compare_uniform_twin_adds_the_twin_and_its_ratios(tmp_path: Path, capsy
     folder = tmp_path / "pruned"
     assert main(["prune", "deit_tiny_patch16_224", "--weights", "random", "--img-size", "32", "--ratio", "0.3", "-o", str(folder)]) == 0
     out = tmp_path / "cmp.json"
-    args = ["compare", "deit_tiny_patch16_224", str(folder), "--uniform-twin", "--img-size", "32", "--weights", "random", "--runtime", "ort",
+    args = ["compare", "deit_tiny_patch16_224", str(folder), "resnet18", "--uniform-twin", "--img-size", "32", "--weights", "random", "--runtime", "ort",
             "--batch", "2", "--warmup", "1", "--iters", "4", "--threads", "1", "--memory-repeats", "2", "--json", str(out)]
     assert main(args) == 0
     printed = capsys.readouterr().out
     data = json.loads(out.read_text())
-    assert [r["role"] for r in data["rows"]] == ["dense", "pruned", "uniform-twin"]
-    twin = data["rows"][2]
+    assert [r["role"] for r in data["rows"]] == ["dense", "pruned", "standard", "uniform-twin"]
+    twin = data["rows"][3]
+    assert twin["label"] == "pruned-uniform-twin"
     assert abs(twin["macs"] / data["rows"][1]["macs"] - 1) <= 0.01
     ratios = {(r["metric"], r["numerator_role"], r["denominator_role"]): r for r in data["ratios"]}
     for metric in ("latency", "latency_per_gmac", "peak_memory"):
         r = ratios[(metric, "pruned", "uniform-twin")]
         assert r["low"] <= r["median"] <= r["high"] and r["n"] == (2 if metric == "peak_memory" else 4)
-    assert "pruned ÷ uniform-twin" in printed
+    assert ("latency", "pruned", "standard") in ratios and "pruned ÷ uniform-twin" in printed
 
 
 def test_compare_uniform_twin_needs_a_pruned_folder(capsys: pytest.CaptureFixture[str]) -> None:

@@ -88,12 +88,10 @@ def with_twins(artifacts: List[str], folder: Path, settings) -> tuple[list[str],
 
     refs = [resolve_artifact(a, settings.img_size) for a in artifacts]
     sources: dict[str, str] = {}
-    items, kinds = list(artifacts), []
+    items, kinds = list(artifacts), [ref.kind for ref in refs]
     for a, ref in zip(artifacts, refs):
         if ref.kind != "folder":
-            kinds.append(ref.kind)
             continue
-        kinds.append("pruned")
         spec = read_spec(Path(a))
         source = spec.get("source", {})
         kwargs = dict(source.get("create_kwargs") or {})
@@ -102,7 +100,7 @@ def with_twins(artifacts: List[str], folder: Path, settings) -> tuple[list[str],
         sources[source["timm"]] = a
         result, _ = make_twin(dense, int(spec["macs"]["after"]))
         out = write_folder(folder / f"{Path(a).resolve().name}-uniform-twin", result.loaded.model, result.spec)
-        items.append(str(out))
+        items.append(str(out))  # twins go after every given artifact: the first one stays the reference
         kinds.append("uniform-twin")
     if not sources:
         from isodeploy.errors import IsodeployError
@@ -114,7 +112,7 @@ def with_twins(artifacts: List[str], folder: Path, settings) -> tuple[list[str],
             roles.append("")
             continue
         if kind != "model":
-            roles.append(kind)
+            roles.append("pruned" if kind == "folder" else kind)
             continue
         from isodeploy.zoo import resolve
 
