@@ -117,20 +117,16 @@ def example_batch(example_inputs: Any) -> torch.Tensor:
     return example_inputs.detach()
 
 
-def check_example(model: nn.Module, example: torch.Tensor) -> None:
-    """Run the dense model once, so inputs that don't fit fail here, naming the parameter, not in the trace."""
+def check_example(model: nn.Module, example: torch.Tensor) -> list[int] | None:
+    """Run the dense model once, so inputs that don't fit fail here, naming the parameter, not in the
+    trace; returns the output shape per sample (None for non-tensor outputs)."""
     try:
         with torch.no_grad():
-            model(example)
+            out = model(example)
     except Exception as exc:  # the model's own shape checks raise many types
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise IsodeployError(f"example_inputs= of shape {tuple(example.shape)} do not fit the model "
                              f"({type(exc).__name__}: {first[:160]})") from exc
-
-
-def _dense_output_shape(model: nn.Module, example: torch.Tensor) -> list[int] | None:
-    with torch.no_grad():
-        out = model(example)
     return list(out.shape[1:]) if isinstance(out, torch.Tensor) else None
 
 
@@ -152,7 +148,7 @@ def prune_module(model: nn.Module, example: Any, cfg: PruneConfig, *, importance
     was_training = model.training
     model.eval()
     try:
-        check_example(model, example)
+        output_shape = check_example(model, example)
         grouping = analyze(model, example, name=name, strict=strict)
         check_family(grouping, cfg.preset)
         times["grouping"] = time.perf_counter() - t0
@@ -160,7 +156,9 @@ def prune_module(model: nn.Module, example: Any, cfg: PruneConfig, *, importance
         method = importance_from(importance if importance is not None else cfg.importance, cfg.norm)
         cfg = replace(cfg, importance=getattr(method, "name", type(method).__name__))
         say(f"scoring channels ({cfg.importance})")
-        scores = check_scores(method.scores(copy.deepcopy(model), grouping, data), grouping, cfg.importance)
+        # A data-driven importance runs backward passes: on a copy, so the user's model keeps its grads.
+        scored = copy.deepcopy(model) if data is not None else model
+        scores = check_scores(method.scores(scored, grouping, data), grouping, cfg.importance)
         times["importance"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         say(f"planning ({cfg.ranking} ranking, round to {cfg.round_to})")
@@ -169,9 +167,8 @@ def prune_module(model: nn.Module, example: Any, cfg: PruneConfig, *, importance
         t0 = time.perf_counter()
         say("slicing parameters and checking the pruned copy")
         checked = apply_checked(model, grouping, example, plan, lambda frozen: make_plan(grouping, scores, cfg, frozen),
-                                strict=strict, retrace=verify, say=say)
+                                strict=strict, retrace=verify, say=say, output_shape=output_shape)
         times["apply"] = time.perf_counter() - t0
-        output_shape = _dense_output_shape(model, example)
     finally:
         model.train(was_training)
     pruned = checked.model.eval()

@@ -162,11 +162,9 @@ def _by_place(traced) -> dict[tuple[str, str], list]:
 class _Checker:
     """Applies a plan (or part of one) to fresh copies of the dense model and checks the result."""
 
-    def __init__(self, dense: nn.Module, grouping: Grouping, example: torch.Tensor) -> None:
+    def __init__(self, dense: nn.Module, grouping: Grouping, example: torch.Tensor, output_shape: list[int] | None) -> None:
         self.dense, self.grouping, self.example = dense, grouping, example
-        with torch.no_grad():
-            out = dense(example)
-        self.out_shape = tuple(out.shape) if isinstance(out, torch.Tensor) else None
+        self.out_shape = (int(example.shape[0]), *output_shape) if output_shape is not None else None
         self.attempts = 0
 
     def attempt(self, keep: dict[int, list[int]], retrace: bool) -> tuple[nn.Module | None, list[ModuleChange], Failure | None]:
@@ -216,10 +214,18 @@ def _culprits(checker: _Checker, grouping: Grouping, plan: PrunePlan) -> dict[in
 
 def apply_checked(dense: nn.Module, grouping: Grouping, example: torch.Tensor, plan: PrunePlan,
                   replan: Callable[[set[int]], PrunePlan], strict: bool = False, retrace: bool = True,
-                  say: Callable[[str], None] = lambda _m: None, max_rounds: int = 4) -> CheckedApply:
-    """Apply ``plan`` to a copy of ``dense``; freeze and re-plan classes until the copy checks out."""
+                  say: Callable[[str], None] = lambda _m: None, max_rounds: int = 4,
+                  output_shape: list[int] | None = None) -> CheckedApply:
+    """Apply ``plan`` to a copy of ``dense``; freeze and re-plan classes until the copy checks out.
+
+    ``output_shape``: the dense model's output shape per sample (measured here when not given).
+    """
     t0 = time.perf_counter()
-    checker = _Checker(dense, grouping, example)
+    if output_shape is None:
+        with torch.no_grad():
+            out = dense(example)
+        output_shape = list(out.shape[1:]) if isinstance(out, torch.Tensor) else None
+    checker = _Checker(dense, grouping, example, output_shape)
     frozen: list[FrozenClass] = []
     frozen_groups: set[int] = set()
     for _ in range(max_rounds):
