@@ -204,3 +204,13 @@ def test_another_models_run_needs_force_and_keeps_user_files(run_dir, capsys):
     assert result.code == 0, result.text
     assert (run_dir / "notes.txt").read_text() == "mine"
     assert json.loads((run_dir / "isodeploy.json").read_text())["source"]["timm"] == "resnet18"
+
+
+def test_a_run_from_before_the_marker_is_adopted(run_dir, capsys):
+    (run_dir / OWNER_FILE).unlink()
+    (run_dir / "notes.txt").write_text("mine")
+    result = run(capsys, *PIPE, "-o", run_dir, "--force")
+    assert result.code == 0, result.text
+    owned = read_owned(run_dir)
+    assert {"model.safetensors", "isodeploy.json", "model.onnx", "verify.json", "triton", "report.md"} <= owned
+    assert "notes.txt" not in owned and (run_dir / "notes.txt").read_text() == "mine"
