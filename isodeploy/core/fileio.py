@@ -296,14 +296,13 @@ class OutputFolder:
         self.owned = owned
         self.created = created
 
-    def owns(self, name: str) -> bool:
-        return name in self.owned
-
     def claim(self, *names: str) -> None:
         """Record ``names`` (top-level entries) as isodeploy's; refuse one that exists and is not."""
         new = set()
         for name in names:
-            top = Path(name).parts[0]
+            top = Path(name).parts[0] if Path(name).parts else ""
+            if not _safe_name(top):
+                raise ValueError(f"not a top-level entry name: {name!r}")
             if top in self.owned:
                 continue
             entry = self.path / top
@@ -312,12 +311,6 @@ class OutputFolder:
             new.add(top)
         if new:
             self.owned |= new
-            _write_owned(self.path, self.owned)
-
-    def release(self, *names: str) -> None:
-        """Forget entries isodeploy removed."""
-        if any(n in self.owned for n in names):
-            self.owned -= set(names)
             _write_owned(self.path, self.owned)
 
     def clean(self, known_names: Iterable[str] = ()) -> list[str]:
