@@ -10,6 +10,7 @@ from isodeploy.core.fileio import (  # noqa: F401
     check_output_path,
     clean_stale_temps,
     clean_system_temps,
+    folder_lock,
     make_temp_dir,
     open_output_folder,
     probe_output_folder,
