@@ -80,31 +80,13 @@ def median_noise(r: BenchResult) -> float:
 
 
 def validate_baseline(report: BenchReport, name: str = "baseline") -> None:
-    """Check the fields the gate computes with, before any benchmark runs: a damaged baseline is one
-    line now, not a TypeError after minutes of measuring."""
-    def bad(i: int, what: str) -> IsodeployError:
-        return IsodeployError(f"{name} is a damaged bench report: results[{i}] {what}; re-create it with 'isodeploy bench --json'")
+    """Check a baseline before any benchmark runs: a damaged one is one line now, not a TypeError
+    after minutes of measuring (the field checks are the bench-report reader's)."""
+    from isodeploy.core.artifacts import validate_bench_results
 
-    def number(v: object) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-    if not isinstance(report.results, list) or not report.results:
+    if not report.results:
         raise IsodeployError(f"{name} holds no results; re-create it with 'isodeploy bench --json'")
-    for i, r in enumerate(report.results):
-        if not isinstance(r, BenchResult):
-            raise bad(i, "is not a result object")
-        for attr in ("label", "runtime", "device", "precision"):
-            if not isinstance(getattr(r, attr, None), str):
-                raise bad(i, f"has no text '{attr}'")
-        if not isinstance(r.batch, int) or isinstance(r.batch, bool) or r.batch < 1:
-            raise bad(i, f"has batch {r.batch!r}")
-        lat = r.latency
-        for attr in ("p50_ms", "p90_ms"):
-            if not number(getattr(lat, attr, None)) or getattr(lat, attr) < 0:
-                raise bad(i, f"has latency {attr} {getattr(lat, attr, None)!r}")
-        samples = getattr(lat, "samples_ms", [])
-        if not isinstance(samples, list) or not all(number(x) and x >= 0 for x in samples):
-            raise bad(i, "has non-numeric latency samples")
+    validate_bench_results(report.results, name)
 
 
 IDENTITY_FIELDS = ("identity", "kind", "pruned", "macs", "params", "input_shape", "precision")

@@ -145,6 +145,9 @@ def report_from_dict(data: Any, source: str = "report") -> BenchReport:
         report = _build(BenchReport, {**data, "results": results})
     except (KeyError, TypeError) as exc:
         raise IsodeployError(f"'{source}' is a damaged bench report (missing or wrong field {exc}); re-create it with 'isodeploy bench --json'") from exc
+    from isodeploy.core.artifacts import validate_bench_results
+
+    validate_bench_results(report.results, f"'{source}'")  # types and ranges of what every consumer computes with
     return report
 
 

@@ -235,3 +235,33 @@ def check_external_data(model: Any, onnx_path: Path) -> None:
                 or (target.exists() and folder not in target.resolve().parents)):
             raise IsodeployError(f"'{onnx_path}': initializer '{tensor.name}' keeps its data at '{location}', outside the "
                                  "model's folder or behind a symbolic link; isodeploy reads only side files next to the model")
+
+
+def validate_bench_results(results: Any, where: str) -> None:
+    """The fields of bench results that gates, comparisons and tables compute with: text names,
+    a positive integer batch, finite non-negative latencies and samples."""
+    def bad(i: int, what: str) -> IsodeployError:
+        return IsodeployError(f"{where} is a damaged bench report: results[{i}] {what}; re-create it with 'isodeploy bench --json'")
+
+    if not isinstance(results, list):
+        raise IsodeployError(f"{where} is a damaged bench report: 'results' is not a list")
+    for i, r in enumerate(results):
+        for attr in ("label", "runtime", "device", "precision"):
+            if not isinstance(getattr(r, attr, None), str):
+                raise bad(i, f"has no text '{attr}'")
+        batch = getattr(r, "batch", None)
+        if not _is_int(batch) or batch < 1:
+            raise bad(i, f"has batch {batch!r}")
+        lat = getattr(r, "latency", None)
+        for attr in ("mean_ms", "p50_ms", "p90_ms", "p99_ms"):
+            value = getattr(lat, attr, None)
+            if not _is_number(value) or value < 0:
+                raise bad(i, f"has latency {attr} {value!r}")
+        for attr in ("samples_ms", "rounds_ms"):
+            values = getattr(lat, attr, [])
+            if not isinstance(values, list) or not all(_is_number(x) and x >= 0 for x in values):
+                raise bad(i, f"has non-numeric latency {attr}")
+        for attr in ("macs", "params"):
+            value = getattr(r, attr, None)
+            if value is not None and (not _is_int(value) or value < 0):
+                raise bad(i, f"has {attr} {value!r}")
