@@ -246,3 +246,10 @@ def test_external_data_outside_the_model_folder_is_refused(tmp_path, capsys, kin
     location = {"dotdot": "../secret.bin", "absolute": str(secret), "symlink": "w.bin"}[kind]
     onnx_path = _external_data_onnx(folder, location)
     assert_refused(run(capsys, "verify", onnx_path, "--reference", onnx_path, "--runtime", runtime, "--inputs", "2"), 2)
+
+
+@pytest.mark.parametrize("how", ["p50 text", "batch text", "samples text", "latency missing"])
+def test_compare_refuses_a_damaged_saved_report(baseline, tmp_path, capsys, how):
+    damaged = tmp_path / "damaged.json"
+    damaged.write_text(json.dumps(_damage(json.loads(baseline.read_text()), how)))
+    assert_refused(run(capsys, "compare", damaged), 2, "damaged bench report")
