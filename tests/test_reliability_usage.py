@@ -27,6 +27,8 @@ COMMANDS = sorted(c.name for c in app.registered_commands)
         (["prune-export", "resnet18", "-o", "d", "--bench-iters", "1.5"], "Invalid value for '--bench-iters'"),
         (["prune-export", "resnet18", "-o", "d", "--bench", "--no-such"], "No such option"),
         (["--no-such-global"], "No such option"),
+        (["prune", "resnet18", "-o", "d", "--img-size", "0"], "Invalid value for '--img-size'"),
+        (["prune", "resnet18", "-o", "d", "--img-size", "100000"], "Invalid value for '--img-size'"),
     ],
 )
 def test_usage_errors(capsys, tmp_path, monkeypatch, args, needle):

@@ -10,7 +10,8 @@ WEIGHTS_HELP = "pretrained (timm hub download) | random (random init, offline) |
 MODEL_HELP = "An alias from models/ (e.g. deit_b), any timm model name, or an isodeploy output folder."
 
 WeightsOption = typer.Option("pretrained", "--weights", "-w", help=WEIGHTS_HELP)
-ImgSizeOption = typer.Option(None, "--img-size", help="Input resolution, where the model allows it.")
+# 1..8192 pixels (isodeploy.core.artifacts.MAX_INPUT_SIDE): larger sides only ever exhaust memory
+ImgSizeOption = typer.Option(None, "--img-size", min=1, max=8192, help="Input resolution, where the model allows it.")
 JsonOption = typer.Option(None, "--json", help="Also write the result as JSON to this path.")
 
 
