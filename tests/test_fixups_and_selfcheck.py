@@ -118,3 +118,47 @@ def test_fixups_are_keyed_by_type_and_run_for_subclasses(example):
     result = isodeploy.prune(Model().eval(), example, ratio=0.5, round_to=1)
     assert result.model.b.in_features == result.model.b.weight.shape[1] < 32  # nn.Linear's fix-up ran for Wider
     assert result.model.b.out_features == result.model.b.weight.shape[0] < 32
+
+
+class DerivedHeadAttention(nn.Module):
+    """CaiT-style attention: the head width is derived from the *input* width, ``C // self.num_heads``."""
+
+    def __init__(self, dim: int = 32, num_heads: int = 4) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+
+    def forward(self, x):
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        x = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+        return self.proj(x.transpose(1, 2).reshape(b, n, c))
+
+
+class TwoBlocks(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Linear(16, 32)
+        self.attn = nn.ModuleList([DerivedHeadAttention(), DerivedHeadAttention()])
+        self.mlp = nn.ModuleList([nn.Sequential(nn.Linear(32, 64), nn.GELU(), nn.Linear(64, 32)) for _ in range(2)])
+        self.head = nn.Linear(32, 3)
+
+    def forward(self, x):
+        x = self.embed(x)
+        for attn, mlp in zip(self.attn, self.mlp):
+            x = x + attn(x)
+            x = x + mlp(x)
+        return self.head(x.mean(1))
+
+
+def test_attention_that_derives_head_width_from_its_input_is_tied_not_frozen():
+    torch.manual_seed(0)
+    model, x = TwoBlocks().eval(), torch.randn(2, 5, 16)
+    result = isodeploy.prune(model, x, ratio=0.25, round_to=1)
+    assert not result.frozen, [f.reason for f in result.frozen]
+    assert result.spec["tied_attention"] == ["attn.0", "attn.1"]
+    attn = result.model.attn[0]
+    assert attn.num_heads < 4 or attn.qkv.out_features < 96  # heads or head dims went, with the embedding
+    assert result.model.embed.out_features == attn.qkv.in_features == attn.num_heads * (attn.qkv.out_features // 3 // attn.num_heads)
+    with torch.no_grad():
+        assert result.model(x).shape == (2, 3)

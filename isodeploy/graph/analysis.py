@@ -100,7 +100,7 @@ def _unsupported(prop: Propagation, groups_by_leaf: dict[int, Group], trees) -> 
 
 
 def analyze(model: nn.Module, example: torch.Tensor, name: str = "model", strict: bool = False,
-            rules: dict | None = None) -> Grouping:
+            rules: dict | None = None, tie_attention: frozenset[str] = frozenset()) -> Grouping:
     """Trace ``model`` on ``example`` and return its groups and isomorphic classes.
 
     ``strict`` turns any op without a channel rule that froze a weight's channels, and any rule that
@@ -110,7 +110,7 @@ def analyze(model: nn.Module, example: torch.Tensor, name: str = "model", strict
     traced = trace(model, example, name=name)
     t1 = time.perf_counter()
     prop = propagate(traced, strict=strict, extra_rules=rules)
-    apply_constraints(prop, model)
+    apply_constraints(prop, model, tie_attention)
     node_leaves = node_leaf_sets(prop)
     raw = build_groups(prop, node_leaves)
     classes = _classify(prop, raw.groups, node_leaves)

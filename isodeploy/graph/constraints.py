@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import torch
 from torch import nn
 
 from isodeploy.graph.atoms import AlignmentError
@@ -30,9 +31,10 @@ def register_constraint(module_type: type) -> Callable[[Constraint], Constraint]
     return decorate
 
 
-def apply_constraints(prop: Propagation, model: nn.Module) -> None:
-    if not CONSTRAINTS:
-        return
+def apply_constraints(prop: Propagation, model: nn.Module, tie_attention: set[str] | frozenset[str] = frozenset()) -> None:
+    """Run the registered constraints, and tie the attention modules at ``tie_attention`` to their input."""
+    for path in sorted(tie_attention):
+        attention_input_is_heads_times_head_dim(prop, path)
     for path, module in model.named_modules():
         for klass in type(module).__mro__:
             for fn in CONSTRAINTS.get(klass, []):
@@ -59,3 +61,28 @@ def multihead_attention(prop: Propagation, path: str, module: nn.MultiheadAttent
     except AlignmentError as exc:
         _freeze_all(prop, [weight[1], info.heads, info.head_dim],
                     f"nn.MultiheadAttention at {path or 'the model'}: width ≠ heads × head_dim ({exc})")
+
+
+def attention_input_is_heads_times_head_dim(prop: Propagation, path: str) -> None:
+    """For attention code that derives its head width from its input (``qkv.reshape(B, N, 3,
+    self.num_heads, C // self.num_heads)`` with ``C = x.shape[-1]``, as in CaiT, XCiT, PVT, Twins…):
+    the module's input width is heads × head_dim. Applied on request, when the self-check showed a
+    module of that type breaks otherwise."""
+    info = prop.attention.get(path)
+    if info is None:
+        return
+    prefix = f"{path}." if path else ""
+    for node in prop.traced.graph.nodes:
+        if node.op != "call_function" or getattr(node.target, "overloadpacket", None) is not torch.ops.aten.linear:
+            continue
+        module = prop.traced.module_of(node)
+        if module != path and not module.startswith(prefix):
+            continue
+        width = prop.dims_of(node.args[0])
+        if not width:
+            return
+        try:
+            prop.atoms.unify(width[-1], info.heads + info.head_dim)
+        except AlignmentError as exc:
+            _freeze_all(prop, [width[-1], info.heads, info.head_dim], f"attention at {path}: width ≠ heads × head_dim ({exc})")
+        return

@@ -132,7 +132,8 @@ def check_example(model: nn.Module, example: torch.Tensor) -> list[int] | None:
 
 def prune_module(model: nn.Module, example: Any, cfg: PruneConfig, *, importance: "str | Importance | None" = None,
                  data: Iterable | None = None, strict: bool = False, progress: Progress | None = None,
-                 name: str | None = None, input_meta: dict[str, Any] | None = None, verify: bool = True) -> PruneResult:
+                 name: str | None = None, input_meta: dict[str, Any] | None = None, verify: bool = True,
+                 tie_attention: frozenset[str] = frozenset()) -> PruneResult:
     """Prune a copy of any traceable ``model`` by ``cfg``; the original is left untouched.
 
     ``data`` feeds data-driven importances (Taylor). ``verify`` re-traces the pruned copy (the
@@ -149,7 +150,7 @@ def prune_module(model: nn.Module, example: Any, cfg: PruneConfig, *, importance
     model.eval()
     try:
         output_shape = check_example(model, example)
-        grouping = analyze(model, example, name=name, strict=strict)
+        grouping = analyze(model, example, name=name, strict=strict, tie_attention=tie_attention)
         check_family(grouping, cfg.preset)
         times["grouping"] = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -180,8 +181,27 @@ def prune_module(model: nn.Module, example: Any, cfg: PruneConfig, *, importance
     _inherit_source(pruned, model)
     if not hasattr(pruned, "_isodeploy_input"):  # the pruned module knows its input, for export and verify
         object.__setattr__(pruned, "_isodeploy_input", {"input_size": list(example.shape[1:])})
-    return PruneResult(model=pruned, grouping=grouping, plan=plan, config=cfg, spec=spec, classes=classes,
-                       frozen=checked.frozen, seconds=times)
+    result = PruneResult(model=pruned, grouping=grouping, plan=plan, config=cfg, spec=spec, classes=classes,
+                         frozen=checked.frozen, seconds=times)
+    ties = _attention_to_tie(model, grouping, checked.frozen) - set(tie_attention)
+    if ties:  # the self-check blamed attention code that derives head widths from its input: tie and retry
+        say(f"attention at {len(ties)} module(s) derives its head width from its input; retrying with that tie")
+        retry = prune_module(model, example, cfg, importance=importance, data=data, strict=strict, progress=progress, name=name,
+                             input_meta=input_meta, verify=verify, tie_attention=frozenset(tie_attention) | ties)
+        if retry.plan.macs_after < result.plan.macs_after or len(retry.frozen) < len(result.frozen):
+            retry.spec["tied_attention"] = sorted(frozenset(tie_attention) | ties)
+            return retry
+    return result
+
+
+def _attention_to_tie(model: nn.Module, grouping: Grouping, frozen: list[FrozenClass]) -> set[str]:
+    """Attention modules of the types the self-check blamed for a frozen attention or embedding class."""
+    attention = grouping.prop.attention
+    blamed = set()
+    for f in frozen:
+        if f.kind in ("embedding", "heads", "head_dim") and f.module in attention:
+            blamed.add(type(model.get_submodule(f.module)) if f.module else type(model))
+    return {p for p in attention if p and type(model.get_submodule(p)) in blamed}
 
 
 def _inherit_source(pruned: nn.Module, dense: nn.Module) -> None:
