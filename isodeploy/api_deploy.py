@@ -12,10 +12,10 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from isodeploy.errors import IsodeployError
+from isodeploy.errors import IsodeployError, ParameterError
 
 
-def as_loaded(model: Any, example_inputs: Any = None, img_size: int | None = None, weights: str = "random"):
+def as_loaded(model: Any, example_inputs: Any = None, img_size: int | None = None, weights: str = "pretrained"):
     """A :class:`~isodeploy.zoo.LoadedModel` for a module, a folder or a model name."""
     from isodeploy.zoo import LoadedModel, load_model
     from isodeploy.zoo.sources import source_of
@@ -44,33 +44,46 @@ def as_loaded(model: Any, example_inputs: Any = None, img_size: int | None = Non
 
 
 def export_onnx(model: Any, path: str | Path, *, example_inputs: Any = None, opset: int = 17, exporter: str | None = None,
-                dynamic_batch: bool = True, precision: str = "fp32", img_size: int | None = None):
+                dynamic_batch: bool = True, precision: str = "fp32", img_size: int | None = None, weights: str = "pretrained",
+                calib_data: str | Path | None = None, calib_samples: int = 8, safe_range: float | None = None):
     """Export ``model`` (an ``nn.Module``, an isodeploy folder or a model name) to ONNX at ``path``.
 
     Opset ≥ 17, dynamic batch, graph clean-up, checked, metadata recorded; written atomically.
-    ``precision="fp16"`` writes the mixed-precision model TensorRT builds from (FP32 I/O).
-    Returns an :class:`~isodeploy.export.onnx.ExportReport`.
+    ``precision="fp16"`` writes the mixed-precision model TensorRT builds from (FP32 I/O; nodes whose
+    activations on ``calib_samples`` inputs — images from ``calib_data`` or random — exceed
+    ``safe_range`` stay FP32). Returns an :class:`~isodeploy.export.onnx.ExportReport`; for FP16 its
+    ``fp16`` attribute holds the conversion report.
     """
     import tempfile
 
+    from isodeploy.export.onnx import check_opset
     from isodeploy.export.onnx import export_onnx as _export
 
     if precision not in ("fp32", "fp16"):
-        raise IsodeployError(f"precision= must be 'fp32' or 'fp16'; got {precision!r}")
-    loaded = as_loaded(model, example_inputs, img_size)
+        raise ParameterError("precision", f"must be fp32 or fp16; got {precision!r}")
+    if calib_samples < 1:
+        raise ParameterError("calib_samples", f"must be at least 1; got {calib_samples}")
+    check_opset(opset)  # before minutes of model building
+    loaded = as_loaded(model, example_inputs, img_size, weights=weights)
     path = Path(path)
     if precision == "fp32":
-        return _export(loaded, path, opset=opset, exporter=exporter, dynamic_batch=dynamic_batch)
+        report = _export(loaded, path, opset=opset, exporter=exporter, dynamic_batch=dynamic_batch)
+        report.fp16 = None
+        return report
     from isodeploy.export.fp16 import SAFE_RANGE, convert_fp16
-    from isodeploy.export.inputs import random_samples
+    from isodeploy.export.inputs import image_samples, random_samples
 
+    if calib_data is not None:
+        samples = image_samples(Path(calib_data), calib_samples, loaded.input_size, loaded.mean, loaded.std)
+    else:
+        samples = random_samples(calib_samples, loaded.input_size)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.fp32.") as tmp:
         report = _export(loaded, Path(tmp) / "fp32.onnx", opset=opset, exporter=exporter, dynamic_batch=dynamic_batch)
-        samples = random_samples(8, loaded.input_size)
-        fp16 = convert_fp16(Path(tmp) / "fp32.onnx", path, calib_inputs=[samples[i:i + 1] for i in range(len(samples))],
-                            safe_range=SAFE_RANGE)
+        batches = [samples[i:i + 1] for i in range(len(samples))]  # one sample per run: works for a static batch too
+        fp16 = convert_fp16(Path(tmp) / "fp32.onnx", path, calib_inputs=batches, safe_range=safe_range or SAFE_RANGE)
     report.path, report.precision, report.size_bytes = str(path), "fp16", fp16.size_bytes
+    report.fp16 = fp16
     return report
 
 
@@ -116,7 +129,7 @@ def verify(artifact: str | Path, reference: Any = None, *, batch_sizes: Sequence
 
 def bench(artifacts: Sequence[Any], *, runtimes: Sequence[str] = ("torch",), device: str | None = None,
           batch: int | None = None, warmup: int = 20, iters: int = 100, threads: int | None = None,
-          weights: str = "random", img_size: int | None = None, memory: bool = True, precision: str = "fp32"):
+          weights: str = "pretrained", img_size: int | None = None, memory: bool = True, precision: str = "fp32"):
     """Latency (interleaved rounds), peak memory and MACs of each artifact: model names, folders,
     ``.onnx``/``.plan`` paths or ``nn.Module`` objects (these need ``_isodeploy`` metadata from
     :func:`isodeploy.create_model`/:func:`isodeploy.load`, or go through :func:`as_loaded` first).

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -17,7 +16,7 @@ PRECISION_HELP = "fp32 | fp16: mixed precision for TensorRT strongly typed build
 
 def default_output(model: str, precision: str) -> Path:
     """``DIR/model.onnx`` for an isodeploy folder, ``./<model>.onnx`` otherwise (``.fp16.onnx`` for FP16)."""
-    name = "model" if Path(model).is_dir() else Path(model).name
+    name = "model" if Path(model).is_dir() else Path(model).name.replace(":", "_")
     folder = Path(model) if Path(model).is_dir() else Path(".")
     return folder / (f"{name}.fp16.onnx" if precision == "fp16" else f"{name}.onnx")
 
@@ -41,21 +40,16 @@ def export_cmd(
 
     if precision not in ("fp32", "fp16"):
         raise IsodeployError(f"--precision must be fp32 or fp16, not '{precision}'")
-    from isodeploy.export.onnx import check_opset, describe, export_onnx
+    from isodeploy import api_deploy
+    from isodeploy.export.onnx import describe
 
-    check_opset(opset)  # fail before minutes of model building
     out = output or default_output(model, precision)
     console = Console(stderr=True)
-    with console.status(f"loading {model}") as status:
-        from isodeploy.zoo import load_model
-
-        loaded = load_model(model, weights=weights, img_size=img_size)
-        if precision == "fp32":
-            status.update(f"exporting {loaded.timm_name} to ONNX")
-            report = export_onnx(loaded, out, opset=opset, exporter=exporter, dynamic_batch=not static_batch)
-            fp16 = None
-        else:
-            report, fp16 = _export_fp16(loaded, out, opset, exporter, static_batch, calib_data, calib_samples, safe_range, status)
+    with console.status(f"loading {model} and exporting it to ONNX ({precision})"):
+        report = api_deploy.export_onnx(model, out, opset=opset, exporter=exporter, dynamic_batch=not static_batch,
+                                        precision=precision, img_size=img_size, weights=weights, calib_data=calib_data,
+                                        calib_samples=calib_samples, safe_range=safe_range)
+    fp16 = report.fp16
     if fp16 is None:
         Console().print(describe(report))
     else:
@@ -69,32 +63,6 @@ def export_cmd(
         from isodeploy.export.verify_stats import finite_or_none
 
         write_json_atomic(json_path, finite_or_none({"export": _asdict(report), "fp16": _asdict(fp16) if fp16 else None}))
-
-
-def _export_fp16(loaded, out: Path, opset: int, exporter, static_batch: bool, calib_data, calib_samples: int, safe_range, status):
-    """FP32 export into a temp folder beside ``out``, then the mixed-precision conversion into ``out``."""
-    from isodeploy.export.fp16 import SAFE_RANGE, convert_fp16
-    from isodeploy.export.inputs import image_samples, random_samples
-    from isodeploy.export.onnx import export_onnx
-
-    if calib_samples < 1:
-        raise IsodeployError("--calib-samples must be at least 1")
-    if calib_data is not None:
-        samples = image_samples(calib_data, calib_samples, loaded.input_size, loaded.mean, loaded.std)
-    else:
-        samples = random_samples(calib_samples, loaded.input_size)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.fp32.") as tmp:
-        status.update(f"exporting {loaded.timm_name} to ONNX (FP32)")
-        fp32_path = Path(tmp) / "fp32.onnx"
-        report = export_onnx(loaded, fp32_path, opset=opset, exporter=exporter, dynamic_batch=not static_batch)
-        status.update("measuring activation ranges and converting to FP16")
-        batches = [samples[i:i + 1] for i in range(len(samples))]  # one sample per run: works for a static batch too
-        fp16 = convert_fp16(fp32_path, out, calib_inputs=batches, safe_range=safe_range or SAFE_RANGE)
-    report.path = str(out)
-    report.precision = "fp16"
-    report.size_bytes = fp16.size_bytes
-    return report, fp16
 
 
 def _print_fp16(fp16) -> None:
