@@ -44,7 +44,7 @@ TIMM = [
     "lambda_resnet26t", "selecsls42b", "ese_vovnet19b_dw", "hgnetv2_b0", "starnet_s1", "inception_v3", "xception41",
 ]
 SMALL = 64  # input side used where a model takes any size (or an img_size argument)
-TIMEOUT_S = 900
+TIMEOUT_S = {"isodeploy": 900, "tp": 240}  # Torch-Pruning can spin for minutes on a model it can't handle
 
 WORKER = r"""
 import json, sys, time, traceback, warnings
@@ -146,10 +146,10 @@ print(json.dumps(out))
 def run_one(tool: str, suite: str, name: str) -> dict:
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run([sys.executable, "-c", WORKER, tool, suite, name], capture_output=True, text=True, timeout=TIMEOUT_S,
+        proc = subprocess.run([sys.executable, "-c", WORKER, tool, suite, name], capture_output=True, text=True, timeout=TIMEOUT_S[tool],
                               env=dict(os.environ, PYTHONWARNINGS="ignore"))
     except subprocess.TimeoutExpired:
-        return {"model": name, "suite": suite, "tool": tool, "status": "fail", "why": f"timeout after {TIMEOUT_S} s"}
+        return {"model": name, "suite": suite, "tool": tool, "status": "fail", "why": f"timeout after {TIMEOUT_S[tool]} s"}
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if not lines:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
