@@ -1,6 +1,6 @@
 """Prune-and-forward over a zoo: for every group remove one channel (one head for head groups), fix
 the module attributes, and the model must still run; with one channel gone from every group at
-once it must also still export. Missing rules are the most dangerous bug class (DESIGN §2b)."""
+once it must also still export. Missing rules are the most dangerous bug class (docs/grouper.md)."""
 
 from __future__ import annotations
 

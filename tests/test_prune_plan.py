@@ -16,7 +16,7 @@ from isodeploy.prune.apply import apply_keep
 from isodeploy.prune.importance import magnitude
 from isodeploy.prune.plan import PruneConfig, make_plan
 
-# The paper's Table 2 (DESIGN.md §1): source, (embed, mlp, heads, head-dim), MACs G, params M.
+# The paper's Table 2 (Fang et al. 2024; README, Pruning): source, (embed, mlp, heads, head-dim), MACs G, params M.
 PAPER = [
     ("deit_base_distilled_patch16_224", (0.5, 0.5, 0.5, 0.25), 4.16, 20.69),
     ("deit_base_distilled_patch16_224", (0.6, 0.6, 0.6, 0.3), 2.62, 13.07),

@@ -187,7 +187,7 @@ def export_onnx(
         raise IsodeployError(f"output '{out_path}' is a folder; pass a file name such as {out_path / 'model.onnx'}")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     model = loaded.model.eval()
-    # Batch 2, not 1: exporters specialise size-1 dims, which would pin the batch (DESIGN.md §2b).
+    # Batch 2, not 1: exporters specialise size-1 dims, which would pin the batch (docs/export.md).
     example = loaded.example_input(2 if dynamic_batch else 1)
     outputs = _output_names(model, example)
     start = time.perf_counter()

@@ -13,7 +13,7 @@ from types import ModuleType
 
 from isodeploy.errors import ExitCode, IsodeployError
 
-#: exit codes the pipeline relies on (DESIGN.md §4: distinct outcomes for scripts)
+#: exit codes the pipeline relies on (docs/reliability.md: distinct outcomes for scripts)
 EXIT_NO_TENSORRT = ExitCode.NO_TENSORRT
 EXIT_NO_CUDA = ExitCode.NO_CUDA
 

@@ -2,7 +2,7 @@
 
 Every tensor dim is an ordered product of atoms, outermost first: qkv's 3·H·D output dim ends as
 (3, H, D). Coupling two dims unifies their factor lists with a two-pointer walk that splits a
-larger factor where a reshape demands it; merging reshaped dims whole would be wrong (DESIGN §2b).
+larger factor where a reshape demands it; merging reshaped dims whole would be wrong (Swin's patch merging would fuse every stage; docs/grouper.md §2).
 Concatenation relates dims by a *sum* with offsets, so an atom can instead be split into parts.
 
 An atom class can be *frozen* with a reason: its channels must keep their identity (an op without a

@@ -1,6 +1,6 @@
 """torch.export front end: one exported graph with every node mapped to its module and parameters.
 
-Export settings follow DESIGN.md §2b: eval mode, non-strict, default IR (linear and SDPA stay single
+Export settings (docs/grouper.md §1): eval mode, non-strict, default IR (linear and SDPA stay single
 ops), static shapes, example batch ≥ 2 so that the batch dim is not specialised to 1.
 """
 

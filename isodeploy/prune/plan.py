@@ -1,6 +1,6 @@
 """Turn importance scores and ratios into a :class:`PrunePlan`: which channels each group keeps.
 
-Ranking modes (DESIGN §1.3):
+Ranking modes (the method: docs/grouper.md §5):
 - ``isomorphic`` (default): channels compete only with channels of groups in the same class; each
   class removes its own ratio. Heads and head dims are ranked across all blocks of their class.
 - ``global``: all channels of all classes compete (the biased baseline of the paper); it removes the
