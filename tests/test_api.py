@@ -177,3 +177,22 @@ def test_bad_input_through_the_api_is_one_clear_exception(call, match):
     with pytest.raises(IsodeployError, match=match) as info:
         call()
     assert "\n" not in str(info.value)
+
+
+def test_a_previous_release_folder_still_loads(tmp_path):
+    """Spec schema 1 (the first release: timm only, no kind/tied/output_shape) migrates on read."""
+    dense = isodeploy.create_model("deit_tiny_patch16_224", weights="random", img_size=32, patch_size=8, depth=2)
+    result = isodeploy.prune(dense, torch.randn(2, 3, 32, 32), ratio=0.3)
+    folder = isodeploy.save(result, tmp_path / "v2")
+    spec = json.loads((folder / "isodeploy.json").read_text())
+    source = spec["source"]
+    v1 = {k: v for k, v in spec.items() if k not in ("source", "tied", "output_shape", "frozen_classes", "self_check", "versions")}
+    v1["schema"] = 1
+    v1["source"] = {"timm": source["name"], "timm_version": "1.0.22", "torch_version": "2.9.1", "create_kwargs": source["kwargs"],
+                    "input_size": source["input_size"], "mean": source["mean"], "std": source["std"], "weights": "random",
+                    "alias": None}
+    (folder / "isodeploy.json").write_text(json.dumps(v1))
+    reloaded = isodeploy.load(folder)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(reloaded(x), result.model(x))
