@@ -107,17 +107,24 @@ def _say_error(message: str) -> None:
         typer.secho(f"error: {' '.join(message.split())}", fg=typer.colors.RED, err=True)
 
 
-def _leave_process_group() -> None:
-    """Under torchrun, tear the process group down before exiting, so no rank aborts."""
-    if "torch.distributed" not in sys.modules:
+def _leave_process_group(code: int) -> None:
+    """Under torchrun, leave the process group and exit ``code`` at once, so no rank aborts.
+
+    The ranks of a failed run meet at a short barrier (:func:`isodeploy.train.dist.shutdown`) and
+    then skip the interpreter's slow teardown: torchrun stops the remaining ranks as soon as one
+    exits, so a rank that lagged behind would otherwise die by signal instead of exiting ``code``.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1 or "torch.distributed" not in sys.modules:
         return
     try:
-        import torch.distributed as dist
+        from isodeploy.train.dist import leave_after_failure
 
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
+        leave_after_failure()
     except Exception:  # noqa: BLE001 - exiting anyway; the exit code says what happened
         pass
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # every file was written atomically; nothing is lost by skipping the teardown
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,10 +136,11 @@ def main(argv: list[str] | None = None) -> int:
             return code
     except IsodeployError as exc:
         _say_error(exc.for_cli() if hasattr(exc, "for_cli") else str(exc))  # API parameter names → CLI flags
-        _leave_process_group()
+        _leave_process_group(exc.exit_code)
         return exc.exit_code
     except typer.Exit as exc:
-        _leave_process_group()
+        if exc.exit_code:
+            _leave_process_group(exc.exit_code)
         return exc.exit_code
     except typer.Abort:
         typer.echo("aborted", err=True)
@@ -142,12 +150,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except MemoryError:
         _say_error("out of memory; lower the batch size or the image size")
-        _leave_process_group()
+        _leave_process_group(ExitCode.BAD_INPUT)
         return ExitCode.BAD_INPUT
     except OSError as exc:  # a file or folder the user named cannot be read or written
         where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
         _say_error(f"cannot access{where}: {exc.strerror or exc}")
-        _leave_process_group()
+        _leave_process_group(ExitCode.BAD_INPUT)
         return ExitCode.BAD_INPUT
     except Exception as exc:  # click usage errors arrive here in non-standalone mode
         if _is_usage_error(exc):

@@ -104,3 +104,20 @@ def shutdown(env: DistEnv) -> None:
 
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def leave_after_failure(timeout_s: float = 10.0) -> None:
+    """Every rank failed the same way (bad input): meet at a monitored barrier, which gives up after
+    ``timeout_s`` when a rank never arrives, then leave the process group (idempotent)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if dist.get_backend() == "gloo":
+        from datetime import timedelta
+
+        try:
+            dist.monitored_barrier(timeout=timedelta(seconds=timeout_s), wait_all_ranks=True)
+        except Exception:  # noqa: BLE001 - a rank failed elsewhere or left already
+            pass
+    dist.destroy_process_group()

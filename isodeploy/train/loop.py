@@ -40,6 +40,12 @@ def run_finetune(cfg: FinetuneConfig) -> FinetuneReport:
     env = init_distributed(cfg.device)
     try:
         return _run(cfg, env)
+    except IsodeployError:
+        if env.distributed:  # the ranks leave together, so torchrun sees every rank exit 2
+            from isodeploy.train.dist import leave_after_failure
+
+            leave_after_failure()
+        raise
     finally:
         shutdown(env)
 
