@@ -8,7 +8,6 @@ MAC formula per op, this one on atom widths, that one on traced shapes (tested).
 
 from __future__ import annotations
 
-from torch import fx
 
 from isodeploy.graph.analysis import Grouping
 from isodeploy.graph.ops import TABLE
@@ -27,14 +26,6 @@ def shape_with(grouping: Grouping, widths: dict[int, int]):
         return tuple(tree(d).size_with(widths) for d in dims)
 
     return shape
-
-
-def node_macs(grouping: Grouping, node: fx.Node, widths: dict[int, int]) -> int:
-    """Multiply-accumulates of one op for the whole example batch (the op table's formula)."""
-    spec = TABLE.lookup(node)
-    if spec is None or spec.macs is None:
-        return 0
-    return spec.macs(node, shape_with(grouping, widths))
 
 
 def _prod(values) -> int:

@@ -62,9 +62,6 @@ def source_label(spec: dict[str, Any]) -> str:
     return source_of_spec(spec, SPEC_FILE).label
 
 
-def read_spec_source(folder: Path) -> str:
-    return source_label(read_spec(folder))
-
 
 def write_folder(folder: Path, model: nn.Module, spec: dict[str, Any], force: bool = False) -> Path:
     """Write weights + spec into ``folder`` under its lock, each file atomically (temp + rename).
