@@ -142,6 +142,8 @@ def prune_module(model: nn.Module, example: Any, cfg: PruneConfig, *, importance
     say = progress or (lambda _msg: None)
     cfg.validate()
     example = example_batch(example)
+    if data is not None and not isinstance(data, (list, tuple)):
+        data = list(data)  # a generator would be spent by the first scoring, and a retry scores again
     name = name or type(model).__name__
     times: dict[str, float] = {}
     t0 = time.perf_counter()

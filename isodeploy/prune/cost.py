@@ -8,7 +8,6 @@ MAC formula per op, this one on atom widths, that one on traced shapes (tested).
 
 from __future__ import annotations
 
-
 from isodeploy.graph.analysis import Grouping
 from isodeploy.graph.ops import TABLE
 from isodeploy.graph.propagate import shape_of
