@@ -199,7 +199,15 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--resume", action="store_true", help="keep the rows already in --json and run the rest")
     parser.add_argument("--md", type=Path, default=None)
+    parser.add_argument("--tables-from", type=Path, nargs="+", default=None, help="print the tables of saved --json runs, run nothing")
     args = parser.parse_args()
+    if args.tables_from:
+        rows = [r for f in args.tables_from for r in json.loads(f.read_text())]
+        text = "\n".join(table(rows, s) for s in ("timm", "torchvision") if any(r["suite"] == s for r in rows))
+        print(text)
+        if args.md:
+            args.md.write_text(text + "\n")
+        return
     jobs = []
     if args.suite in ("timm", "all"):
         jobs += [("timm", n) for n in TIMM]

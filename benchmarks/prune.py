@@ -155,8 +155,9 @@ def main() -> None:
         print(f"{r['pruner']:20} {r['prune_s']:>8.2f} {r['peak_over_start_mb']:>19.0f} {r['model_mb']:>9.0f} "
               f"{r['peak_over_start_mb'] / r['model_mb']:>10.2f}x {r['macs_g']:>7.3f} {r['params_m']:>9.2f}")
     rows = [] if args.no_paper else paper_table()
-    print("\nThe paper's DeiT recipes (round to 2, magnitude, random weights) vs the paper's Table 2")
-    print(f"{'recipe':10} {'source':34} {'ours MACs':>10} {'paper':>6} {'Δ':>6} {'ours params':>12} {'paper':>6} {'Δ':>6}")
+    if rows:
+        print("\nThe paper's DeiT recipes (round to 2, magnitude, random weights) vs the paper's Table 2")
+        print(f"{'recipe':10} {'source':34} {'ours MACs':>10} {'paper':>6} {'Δ':>6} {'ours params':>12} {'paper':>6} {'Δ':>6}")
     for r in rows:
         dm = r["ours_macs_g"] / r["paper_macs_g"] - 1
         dp = r["ours_params_m"] / r["paper_params_m"] - 1
