@@ -98,6 +98,7 @@ def test_a_failing_rule_freezes_with_the_reason_or_errors_under_strict(clean_gai
         analyze(UsesCustomOp(), torch.randn(2, 8), rules={GAIN: bad_rule}, strict=True)
     text = str(info.value)
     assert why in text and "node 'channel_gain'" in text and "channel_gain" in text and "\n" not in text
+    assert "test_op_table.py:" in text  # strict traces keep source lines: the error names the model's line
 
 
 class EinsumAttention(nn.Module):

@@ -107,7 +107,7 @@ def analyze(model: nn.Module, example: torch.Tensor, name: str = "model", strict
     fails its check, into an error. ``rules`` maps ops to extra channel rules for this call only.
     """
     t0 = time.perf_counter()
-    traced = trace(model, example, name=name)
+    traced = trace(model, example, name=name, stack_traces=strict)
     t1 = time.perf_counter()
     prop = propagate(traced, strict=strict, extra_rules=rules)
     apply_constraints(prop, model, tie_attention)
