@@ -196,3 +196,26 @@ def test_a_previous_release_folder_still_loads(tmp_path):
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(reloaded(x), result.model(x))
+
+
+def test_onnx_metadata_naming_a_factory_is_never_imported(tmp_path, capsys):
+    import onnx
+
+    result = isodeploy.prune(tiny_net(), torch.randn(2, 3, 32, 32), ratio=0.5)
+    path = tmp_path / "net.onnx"
+    isodeploy.export_onnx(result.model, path)
+    model = onnx.load(str(path))
+    canary = tmp_path / "pwned"
+    for prop in model.metadata_props:
+        if prop.key == "isodeploy.source_model":
+            prop.value = "os:system"
+        if prop.key == "isodeploy.create_kwargs":
+            prop.value = json.dumps({"command": f"touch {canary}"})
+    onnx.save(model, str(path))
+    from isodeploy.cli import main
+
+    for args in (["verify", str(path)], ["bench", str(path), "-r", "torch", "--iters", "2", "--warmup", "0", "--no-memory"]):
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert "not trusted to choose code" in err and err.count("error:") == 1 and "Traceback" not in err
+    assert not canary.exists()

@@ -196,7 +196,9 @@ def read_onnx_source_meta(meta: dict[str, str], where: str) -> dict[str, Any]:
     kwargs = _meta_json(meta, "create_kwargs", where)
     if kwargs is not None and not isinstance(kwargs, dict):
         raise IsodeployError(f"{where}: metadata 'isodeploy.create_kwargs' must be a JSON object; got {type(kwargs).__name__}")
-    out["create_kwargs"] = kwargs or {}
+    from isodeploy.zoo.sources import check_file_source  # allow-listed kwargs; no factory on a file's word
+
+    out["create_kwargs"] = check_file_source(out.get("source_model"), kwargs or {}, where)
     size = _meta_json(meta, "input_size", where)
     out["input_size"] = check_input_size(size, f"{where} metadata") if size not in (None, []) else None
     for key in ("mean", "std"):

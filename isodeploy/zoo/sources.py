@@ -186,3 +186,22 @@ def source_of(model: nn.Module) -> Source | None:
     """The source :func:`isodeploy.create_model` attached to a model it built, if any."""
     found = getattr(model, "_isodeploy_source", None)
     return found if isinstance(found, Source) else None
+
+
+def check_file_source(name: str | None, kwargs: Any, where: str) -> dict[str, Any]:
+    """A model name and builder kwargs that a *file* (ONNX or plan metadata) asks to rebuild: a factory
+    only when the user trusted it (``--trust-factory``), kwargs only from the allow-list of its kind."""
+    if not name:
+        return checked_kwargs("timm", kwargs, where) if kwargs else {}
+    from pathlib import Path
+
+    if Path(name).is_dir():  # an isodeploy folder: rebuilt from its own spec, which is checked on read
+        return {}
+    if name.startswith("torchvision:"):
+        return checked_kwargs("torchvision", kwargs, where)
+    if ":" in name:
+        if not FACTORY_RE.fullmatch(name) or name not in _TRUSTED:
+            raise IsodeployError(f"{where} names the factory '{name}' as its source, and a file is not trusted to choose code "
+                                 f"to import; pass the reference yourself (--reference MODEL) or isodeploy --trust-factory {name} …")
+        return checked_kwargs("factory", kwargs, where)
+    return checked_kwargs("timm", kwargs, where)
