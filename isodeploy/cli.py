@@ -33,7 +33,7 @@ COMMAND_MODULES = [
 
 app = typer.Typer(
     name="isodeploy",
-    help="Prune timm vision models with isomorphic pruning, export them to ONNX/TensorRT and report real latency.",
+    help="Prune vision models (timm, torchvision:NAME, package.module:function) with isomorphic pruning, export them to ONNX/TensorRT and report real latency.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

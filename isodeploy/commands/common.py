@@ -7,7 +7,8 @@ import typer
 from isodeploy.fileio import write_json_atomic  # noqa: F401 - re-exported for command modules
 
 WEIGHTS_HELP = "pretrained (timm hub download) | random (random init, offline) | PATH to a .safetensors/.pth state dict."
-MODEL_HELP = "An alias from models/ (e.g. deit_b), any timm model name, or an isodeploy output folder."
+MODEL_HELP = ("An alias from models/ (e.g. deit_b), any timm model name, torchvision:NAME, a factory package.module:function, "
+              "or an isodeploy output folder.")
 
 WeightsOption = typer.Option("pretrained", "--weights", "-w", help=WEIGHTS_HELP)
 # 1..8192 pixels (isodeploy.core.artifacts.MAX_INPUT_SIDE): larger sides only ever exhaust memory
