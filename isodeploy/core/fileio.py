@@ -223,16 +223,22 @@ def write_json_atomic(path: Path, payload: Any) -> None:
     write_text_atomic(Path(path), text)
 
 
-# -- ownership ----------------------------------------------------------------------------------
-def read_owned(folder: Path) -> set[str] | None:
-    """The names isodeploy recorded as its own in ``folder``; None when there is no (valid) marker."""
-    path = Path(folder) / OWNER_FILE
+def read_json_quietly(path: Path) -> Any:
+    """The JSON in ``path``, or None when it is missing, a symbolic link, unreadable or not JSON: for
+    files isodeploy keeps for itself (markers, stage records), whose damage means "start afresh"."""
+    path = Path(path)
     if not path.is_file() or path.is_symlink():
         return None
     try:
-        data = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
+
+
+# -- ownership ----------------------------------------------------------------------------------
+def read_owned(folder: Path) -> set[str] | None:
+    """The names isodeploy recorded as its own in ``folder``; None when there is no (valid) marker."""
+    data = read_json_quietly(Path(folder) / OWNER_FILE)
     files = data.get("files") if isinstance(data, dict) else None
     if not isinstance(files, list):
         return None

@@ -69,25 +69,25 @@ def _mismatch(trt: ModuleType, what: str, exc: BaseException) -> IsodeployError:
         f"(e.g. tensorrt-cu12 or tensorrt-cu13, see nvidia-smi)", exit_code=EXIT_NO_CUDA)
 
 
+def _start(trt: ModuleType, factory: Any, what: str) -> Any:
+    """``factory(logger)`` on the shared logger, or exit 4 when TensorRT cannot start on this driver."""
+    try:
+        made = factory(shared_logger(trt))
+    except TypeError as exc:
+        raise _mismatch(trt, what, exc) from exc
+    if made is None:
+        raise _mismatch(trt, what, RuntimeError(f"null {what}"))
+    return made
+
+
 def new_builder(trt: ModuleType) -> Any:
     """``trt.Builder`` on the shared logger, or exit 4 when TensorRT cannot start on this driver."""
-    try:
-        builder = trt.Builder(shared_logger(trt))
-    except TypeError as exc:
-        raise _mismatch(trt, "builder", exc) from exc
-    if builder is None:
-        raise _mismatch(trt, "builder", RuntimeError("null builder"))
-    return builder
+    return _start(trt, trt.Builder, "builder")
 
 
 def new_runtime(trt: ModuleType) -> Any:
-    try:
-        runtime = trt.Runtime(shared_logger(trt))
-    except TypeError as exc:
-        raise _mismatch(trt, "runtime", exc) from exc
-    if runtime is None:
-        raise _mismatch(trt, "runtime", RuntimeError("null runtime"))
-    return runtime
+    """``trt.Runtime`` on the shared logger, or exit 4 when TensorRT cannot start on this driver."""
+    return _start(trt, trt.Runtime, "runtime")
 
 
 def engine_device_memory(engine: Any) -> int:
