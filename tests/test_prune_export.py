@@ -94,6 +94,8 @@ def test_trt_target_without_tensorrt_stops_after_fp16(tmp_path, capsys):
     except ImportError:
         pass
     out = tmp_path / "run"
+    code, _, err = _run(capsys, "prune-export", *SMALL, *FEW_WARMUP, "-o", out)  # an earlier CPU run with a bench in the same folder
+    assert code == 0 and (out / "bench.json").is_file(), err
     code, _, err = _run(capsys, "prune-export", *SMALL, "--target", "trt", "-o", out)
     assert code == 3
     assert err.strip().count("\n") == 0 and "TensorRT is not installed" in err and "--target onnx" in err
@@ -102,6 +104,11 @@ def test_trt_target_without_tensorrt_stops_after_fp16(tmp_path, capsys):
     assert _stages(out)["verify-fp16"]["detail"]["passed"] is True
     md = (out / "report.md").read_text()
     assert "engine: TensorRT is not installed" in md and "Stopped (exit 3)" in md
+    # one report describes one run: the earlier run's bench tables, ratios and plot are not this run's
+    data = json.loads((out / "report.json").read_text())
+    assert data["latency"] == [] and data["ratios"] == [] and data["verdict"] is None and data["plot"] is None
+    assert {"bench.json", "latency_vs_macs.png"} <= set(data["stale_artifacts"])
+    assert "| dense.onnx |" not in md and "Not measured" in md and "Left by an earlier run" in md
 
 
 @pytest.mark.parametrize(
@@ -192,11 +199,14 @@ def test_report_compares_pruned_with_its_uniform_twin_by_the_protocol(tmp_path, 
     assert mem["n"] == 3 and mem["low"] <= mem["median"] <= mem["high"]
     assert data["plot"] == "latency_vs_macs.png" and (out / "latency_vs_macs.png").read_bytes()[:4] == b"\x89PNG"
     md = (out / "report.md").read_text()
-    for needle in ("| dense.onnx | dense | ort | cpu | 8 | 2 + 6 |", "| model.onnx | pruned | ort | cpu | 8 | 2 + 6 |",
-                   "| uniform.onnx | uniform-twin | ort | cpu | 8 | 2 + 6 |", "pruned ÷ uniform-twin", "latency per GMAC",
-                   "peak memory", "![latency vs MACs", "Uniform twin: every class cut by one ratio", "fresh subprocess"):
+    for needle in ("| dense.onnx | dense | ort | cpu | 8 | 2 + 6 (6) |", "| model.onnx | pruned | ort | cpu | 8 | 2 + 6 (6) |",
+                   "| uniform.onnx | uniform-twin | ort | cpu | 8 | 2 + 6 (6) |", "pruned ÷ uniform-twin", "latency per GMAC",
+                   "peak memory", "![latency per GMAC vs MACs", "Uniform twin: every class cut by one ratio", "fresh subprocess",
+                   "fixed counts: 2 warm-up + 6 timed steps", "uniform twin widths |"):
         assert needle in md, needle
-    assert f"**{per_mac['median']:.3f}×** | {per_mac['low']:.3f}–{per_mac['high']:.3f}" in md  # the same numbers as report.json
+    assert per_mac["ci_low"] <= per_mac["value"] <= per_mac["ci_high"] and per_mac["confidence"] >= 0.95
+    assert f"**{per_mac['value']:.3f}×** | {per_mac['ci_low']:.3f}–{per_mac['ci_high']:.3f} | {per_mac['verdict']} |" in md  # the same numbers as report.json
+    assert data["verdict"]["verdict"] == per_mac["verdict"] and data["verdict"]["sentence"] in md
 
 
 def test_the_default_bench_is_the_protocol():
@@ -205,7 +215,9 @@ def test_the_default_bench_is_the_protocol():
     from isodeploy.pipeline.stages import GPU_BATCH
 
     opts = PipelineOptions(model="deit_b", output=Path("unused"))
-    assert (opts.bench_warmup, opts.bench_iters, opts.uniform_twin) == (20, 100, True)
+    assert (opts.bench_protocol, opts.bench_warmup, opts.bench_iters, opts.uniform_twin) == (None, None, None, True)
     cpu = BenchSettings(runtimes=("ort",), device="cpu", batch=opts.bench_batch).resolved()
-    assert cpu.batch == 8 and cpu.rounds == 10
+    assert cpu.batch == 8 and cpu.protocol == "adaptive" and cpu.budget_s == 120
+    paper = BenchSettings(runtimes=("ort",), device="cpu", protocol="paper").resolved()
+    assert (paper.batch, paper.warmup, paper.iters, paper.rounds) == (8, 20, 100, 10)
     assert DEFAULT_BATCH["cuda"] == GPU_BATCH == 256  # GPU rows and the engine's profile (opt = 256)

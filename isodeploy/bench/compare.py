@@ -31,6 +31,8 @@ class CompareRow:
     throughput_ips: dict[str, float] = field(default_factory=dict)
     peak_memory_mb: dict[str, float] = field(default_factory=dict)
     noisy: dict[str, bool] = field(default_factory=dict)
+    #: "runtime/device" → (low, high) ms: the 95 % interval of the typical step, over rounds (plot error bars)
+    latency_ci_ms: dict[str, list[float]] = field(default_factory=dict)
     #: reference p50 / this p50 ("runtime/device" → ×), and reference MACs / these MACs
     speedup: dict[str, float] = field(default_factory=dict)
     mac_reduction: float | None = None
@@ -87,6 +89,8 @@ def build_compare(bench: BenchReport, accuracy: dict[str, float] | None = None) 
         row.latency_ms[key] = r.latency.p50_ms
         row.throughput_ips[key] = r.latency.throughput_ips
         row.noisy[key] = r.latency.noisy
+        if r.latency.ci_low_ms is not None and r.latency.ci_high_ms is not None and (r.latency.ci_confidence or 0) >= 0.95 - 1e-9:
+            row.latency_ci_ms[key] = [r.latency.ci_low_ms, r.latency.ci_high_ms]
         if r.memory is not None:
             row.peak_memory_mb[key] = r.memory.delta_mb if r.memory.delta_mb is not None else r.memory.peak_mb
     ordered = list(rows.values())
@@ -124,7 +128,11 @@ def merge_reports(reports: list[BenchReport]) -> BenchReport:
     if len(machines) > 1:
         notes.append(f"results come from different machines ({'; '.join(sorted(machines))}): compare within a machine only")
     ratios = [x for rep in reports for x in rep.ratios]
-    return BenchReport(results=results, env=first.env, settings=first.settings, created=first.created, notes=notes, ratios=ratios)
+    protocol = dict(first.protocol)
+    if len(reports) > 1:  # each interleaved run (one per runtime on a GPU) stopped on its own
+        protocol["runs"] = [rep.protocol for rep in reports]
+    return BenchReport(results=results, env=first.env, settings=first.settings, created=first.created, notes=notes, ratios=ratios,
+                       protocol=protocol, load=dict(first.load))
 
 
 def table_rows(report: CompareReport) -> tuple[list[str], list[list[str]]]:
@@ -168,7 +176,7 @@ def compare_markdown(report: CompareReport, title: str = "Comparison") -> str:
     if report.ratios:
         from isodeploy.bench.ratios import ratio_table
 
-        out += ["Ratios (median of per-round ratios of the interleaved run, with min–max and IQR):", "", ratio_table(report.ratios), ""]
+        out += ["Ratios (Hodges–Lehmann estimate over paired rounds of the interleaved run, 95 % interval, verdict):", "", ratio_table(report.ratios), ""]
     out += [f"- {line}" for line in footnotes(report)]
     return "\n".join(out) + "\n"
 

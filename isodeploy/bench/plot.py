@@ -1,33 +1,113 @@
-"""Latency against MACs: the picture that shows whether pruning bought real speed.
+"""Latency per GMAC against GMACs, with 95 % error bars: does pruning buy the speed its MACs promise?
 
-One colour per runtime/device, one marker per kind (★ pruned, ● uniform); a model that sits below
-the line through the uniform models is faster than its MACs predict.
+Why per GMAC on the y axis: the models a pruned-vs-uniform comparison cares about sit at the *same*
+MACs (pruned, uniform twin, a standard model of that size), so on a plain latency-vs-MACs plot they
+pile up on one spot; per GMAC, their differences are the vertical distances, and a lower point gets
+more done per MAC. One marker per role (★ pruned, ◆ uniform twin, ● dense, ■ standard), one colour
+per runtime (legend: lines, so no symbol means two things); error bars are the 95 % interval of the
+typical step over rounds. Labels are placed greedily in display space so they never overlap each
+other or a marker, with a leader line when pushed away from their point.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from isodeploy.bench.compare import CompareReport
 from isodeploy.bench.envinfo import describe_machine
 from isodeploy.errors import IsodeployError
 
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
-MARKERS = {True: "*", False: "o"}
 ROLE_MARKERS = {"pruned": "*", "uniform-twin": "D", "dense": "o", "standard": "s", "uniform": "o"}
-ROLE_NAMES = {"pruned": "pruned (non-uniform)", "uniform-twin": "uniform twin (same MACs)", "dense": "dense", "standard": "standard timm model",
-              "uniform": "uniform (timm)"}
+ROLE_NAMES = {"pruned": "pruned (non-uniform)", "uniform-twin": "uniform twin (same MACs)", "dense": "dense", "standard": "standard model",
+              "uniform": "uniform"}
+MARKER_RADIUS_PX = 9  # the obstacle each marker makes for the labels (a 180 pt² star is about 15 px across at 120 dpi)
 
 
-def plot_latency_vs_macs(report: CompareReport, out: Path) -> Path:
-    """Write the plot to ``out`` (.png, .svg or .pdf) atomically; returns the path."""
-    out = Path(out)
-    fmt = FORMATS.get(out.suffix.lower())
-    if fmt is None:
-        raise IsodeployError(f"--plot '{out}' must end in {', '.join(FORMATS)}")
-    points = [row for row in report.rows if row.macs]
+def _points(report: CompareReport) -> list[dict[str, Any]]:
+    """Every (artifact, runtime) with MACs: x in GMAC, y in ms per GMAC, its error bar, its style."""
+    out = []
+    colors = _colors()
+    for i, key in enumerate(report.columns):
+        for row in report.rows:
+            if not row.macs or key not in row.latency_ms:
+                continue
+            g = row.macs / 1e9
+            low, high = row.latency_ci_ms.get(key, [row.latency_ms[key]] * 2)
+            y = row.latency_ms[key] / g
+            out.append({"x": g, "y": y, "low": min(low / g, y), "high": max(high / g, y), "kind": row.kind, "key": key,
+                        "color": colors[i % len(colors)], "label": row.label, "first": i == 0})
+    return out
+
+
+def _colors() -> list[str]:
+    import matplotlib.pyplot as plt
+
+    return plt.rcParams["axes.prop_cycle"].by_key()["color"]
+
+
+def _overlaps(a: Any, b: Any, pad: float = 2.0) -> bool:
+    return not (a.x1 + pad <= b.x0 or b.x1 + pad <= a.x0 or a.y1 + pad <= b.y0 or b.y1 + pad <= a.y0)
+
+
+def _candidates() -> list[tuple[float, float]]:
+    """Offsets in points, nearest first: right, above, left, below and the diagonals, at growing distance."""
+    out = []
+    for r in (8, 18, 30, 44, 60, 80):
+        for deg in (20, -20, 60, -60, 160, 200, 110, 250, 0, 180, 90, 270):
+            out.append((r * math.cos(math.radians(deg)), r * math.sin(math.radians(deg))))
+    return out
+
+
+def place_labels(ax: Any, points: list[dict[str, Any]]) -> list[Any]:
+    """Annotate each labelled point where its text overlaps no other label, no marker, and stays in the axes."""
+    from matplotlib.transforms import Bbox
+
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    axes_box = ax.get_window_extent(renderer)
+    markers = []
+    for p in points:
+        x, y = ax.transData.transform((p["x"], p["y"]))
+        markers.append(Bbox.from_extents(x - MARKER_RADIUS_PX, y - MARKER_RADIUS_PX, x + MARKER_RADIUS_PX, y + MARKER_RADIUS_PX))
+    placed: list[Any] = []
+    artists = []
+    for p in sorted((p for p in points if p["first"]), key=lambda p: (p["x"], p["y"])):
+        text = f"{p['label']}\n{p['y']:.1f} ms/GMAC"
+        chosen = None
+        for dx, dy in _candidates():
+            ann, box = _annotate(ax, renderer, p, text, dx, dy)
+            inside = box.x0 >= axes_box.x0 and box.x1 <= axes_box.x1 and box.y0 >= axes_box.y0 and box.y1 <= axes_box.y1
+            if inside and not any(_overlaps(box, o) for o in placed + markers):
+                chosen = (ann, box)
+                break
+            ann.remove()
+        if chosen is None:  # nowhere free: the farthest candidate, still drawn (never silently dropped)
+            chosen = _annotate(ax, renderer, p, text, *_candidates()[-1])
+        placed.append(chosen[1])
+        artists.append(chosen[0])
+    return artists
+
+
+def _annotate(ax: Any, renderer: Any, p: dict[str, Any], text: str, dx: float, dy: float) -> tuple[Any, Any]:
+    """One label at offset (dx, dy) points, with a leader line when it sits away from its marker; returns it and its text box."""
+    from matplotlib.text import Text
+
+    arrow = {"arrowstyle": "-", "color": "0.5", "linewidth": 0.6, "shrinkA": 0, "shrinkB": 5} if math.hypot(dx, dy) > 12 else None
+    ann = ax.annotate(text, (p["x"], p["y"]), textcoords="offset points", xytext=(dx, dy), fontsize=7,
+                      ha="left" if dx >= 0 else "right", va="bottom" if dy >= 0 else "top", arrowprops=arrow)
+    ann.update_positions(renderer)  # an annotation's text lands at its offset only when positioned
+    return ann, Text.get_window_extent(ann, renderer)  # the text alone: the leader line may cross markers
+
+
+def draw(report: CompareReport) -> tuple[Any, Any, list[Any]]:
+    """The figure, its axes and the label artists (tests check the labels' boxes)."""
+    points = _points(report)
     if not points:
         raise IsodeployError("no compared artifact has a MAC count, so there is nothing to plot (pass models or isodeploy folders)")
     import matplotlib
@@ -36,44 +116,45 @@ def plot_latency_vs_macs(report: CompareReport, out: Path) -> Path:
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    fig, ax = plt.subplots(figsize=(7, 4.8), dpi=120)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    handles = []
-    labelled: set[str] = set()
-    for i, key in enumerate(report.columns):
-        color = colors[i % len(colors)]
-        handles.append(Line2D([], [], color=color, marker="s", linestyle="", label=key))
-        for row in points:
-            if key not in row.latency_ms:
-                continue
-            x, y = row.macs / 1e9, row.latency_ms[key]
-            kind = row.kind
-            ax.scatter([x], [y], marker=ROLE_MARKERS.get(kind, MARKERS[row.pruned]), s=180 if kind == "pruned" else 70, color=color,
-                       edgecolors="black", linewidths=0.6, zorder=3)
-            if row.label not in labelled:  # one label per model, at its first point, to keep the plot legible
-                labelled.add(row.label)
-                ax.annotate(row.label, (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
-        uniform = sorted((r.macs / 1e9, r.latency_ms[key]) for r in points if r.kind != "pruned" and key in r.latency_ms)
-        if len(uniform) >= 2:
-            ax.plot(*zip(*uniform), color=color, linestyle=":", linewidth=1, zorder=2)
-    kinds = list(dict.fromkeys(r.kind for r in points))
-    for kind in kinds:
-        handles.append(Line2D([], [], color="gray", marker=ROLE_MARKERS.get(kind, "o"), markersize=12 if kind == "pruned" else 7,
-                              linestyle="", label=ROLE_NAMES.get(kind, kind)))
+    fig, ax = plt.subplots(figsize=(7.5, 5), dpi=120)
+    for p in points:
+        ax.errorbar([p["x"]], [p["y"]], yerr=[[p["y"] - p["low"]], [p["high"] - p["y"]]], fmt="none", ecolor=p["color"], elinewidth=1, capsize=3, zorder=2)
+        ax.scatter([p["x"]], [p["y"]], marker=ROLE_MARKERS.get(p["kind"], "o"), s=180 if p["kind"] == "pruned" else 60, color=p["color"],
+                   edgecolors="black", linewidths=0.6, zorder=3)
+    xmax = max(p["x"] for p in points)
+    ymax = max(p["high"] for p in points)
+    ax.set_xlim(0, xmax * 1.35)  # room for labels on the right of the largest model
+    ax.set_ylim(0, ymax * 1.35)
+    handles = [Line2D([], [], color=c, linewidth=2, label=key) for key, c in zip(report.columns, _colors())]
+    for kind in dict.fromkeys(p["kind"] for p in points):
+        handles.append(Line2D([], [], color="0.4", marker=ROLE_MARKERS.get(kind, "o"), markersize=11 if kind == "pruned" else 7,
+                              linestyle="", markeredgecolor="black", label=ROLE_NAMES.get(kind, kind)))
     ax.set_xlabel("MACs per image (G)")
-    ax.set_ylabel(f"p50 latency per batch of {report.batch} (ms)")
-    relative = " (CPU figures are relative to this machine)" if any(k.endswith("/cpu") for k in report.columns) else ""
-    ax.set_title(f"Latency vs MACs — {describe_machine(report.env)}{relative}", fontsize=9)
+    ax.set_ylabel(f"p50 latency per GMAC, batch of {report.batch} (ms / GMAC)")
+    relative = " (CPU: relative to this machine)" if any(k.endswith("/cpu") for k in report.columns) else ""
+    ax.set_title(f"Latency per GMAC vs MACs, 95 % intervals — {describe_machine(report.env)}{relative}", fontsize=8)
     ax.grid(True, alpha=0.3)
-    ax.set_xlim(0, max(r.macs for r in points) / 1e9 * 1.3)  # room for the labels on the right
-    ax.set_ylim(bottom=0)
-    ax.legend(handles=handles, fontsize=8, loc="upper left")
+    ax.legend(handles=handles, fontsize=7, loc="lower right", framealpha=0.9)
     fig.tight_layout()
+    labels = place_labels(ax, points)
+    return fig, ax, labels
+
+
+def plot_latency_vs_macs(report: CompareReport, out: Path) -> Path:
+    """Write the plot to ``out`` (.png, .svg or .pdf) atomically, mode 0644 like every artifact; returns the path."""
+    out = Path(out)
+    fmt = FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        raise IsodeployError(f"--plot '{out}' must end in {', '.join(FORMATS)}")
+    import matplotlib.pyplot as plt
+
+    fig, _, _ = draw(report)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=out.suffix)
     os.close(fd)
     try:
         fig.savefig(tmp, format=fmt)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a plot is for sharing
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

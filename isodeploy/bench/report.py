@@ -32,11 +32,18 @@ class LatencyStats:
     noisy: bool
     iters: int
     samples_ms: list[float] = field(default_factory=list)
-    #: median of each interleaved round (A B C A B C …): the unit ratios and their spreads are computed from
+    #: median of each interleaved round (A B C A B C …): the unit ratios and their intervals are computed from
     rounds_ms: list[float] = field(default_factory=list)
+    #: the interleaved round each of ``rounds_ms`` came from (adaptive runs ration some artifacts to fewer rounds)
+    round_ids: list[int] = field(default_factory=list)
+    #: 95 % interval of the typical step (Hodges–Lehmann over per-round medians): the plot's error bars
+    ci_low_ms: float | None = None
+    ci_high_ms: float | None = None
+    ci_confidence: float | None = None
 
     @classmethod
-    def from_samples(cls, samples_ms: list[float], batch: int, rounds: list[list[float]] | None = None) -> "LatencyStats":
+    def from_samples(cls, samples_ms: list[float], batch: int, rounds: list[list[float]] | None = None,
+                     round_ids: list[int] | None = None) -> "LatencyStats":
         """Summarise timed steps; percentiles interpolate linearly between order statistics."""
         if not samples_ms:
             raise ValueError("no latency samples")
@@ -45,11 +52,19 @@ class LatencyStats:
         mean = sum(xs) / n
         std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1)) if n > 1 else 0.0
         cv = std / mean if mean > 0 else 0.0
+        kept = [(i, r) for i, r in zip(round_ids if round_ids is not None else range(len(rounds or [])), rounds or []) if r]
+        medians = [percentile(sorted(r), 50) for _, r in kept]
+        low = high = conf = None
+        if len(medians) >= 2:
+            from isodeploy.bench.stats import location_interval
+
+            iv = location_interval(medians)
+            low, high, conf = iv.ci_low, iv.ci_high, iv.confidence
         return cls(
             mean_ms=mean, p50_ms=percentile(xs, 50), p90_ms=percentile(xs, 90), p99_ms=percentile(xs, 99),
             std_ms=std, cv=cv, throughput_ips=batch * 1000.0 / mean if mean > 0 else 0.0,
             noisy=cv > NOISY_CV, iters=n, samples_ms=list(samples_ms),
-            rounds_ms=[percentile(sorted(r), 50) for r in rounds or [] if r],
+            rounds_ms=medians, round_ids=[i for i, _ in kept], ci_low_ms=low, ci_high_ms=high, ci_confidence=conf,
         )
 
 
@@ -96,6 +111,7 @@ class BenchResult:
     #: dense | pruned | uniform-twin | standard | "" — what the artifact is in a pruned-vs-uniform comparison
     role: str = ""
     compiled: bool = False  # torch.compile
+    warmup_steps: int = 0  # untimed steps before the first timed round (adaptive: as many as its warm-up time took)
 
     @property
     def variant(self) -> str:
@@ -116,8 +132,12 @@ class BenchReport:
     created: str = ""
     notes: list[str] = field(default_factory=list)
     schema: str = SCHEMA
-    #: pruned/uniform/dense ratios with their spread over rounds (see :mod:`isodeploy.bench.ratios`)
+    #: pruned/uniform/dense ratios with their intervals over paired rounds (see :mod:`isodeploy.bench.ratios`)
     ratios: list[dict[str, Any]] = field(default_factory=list)
+    #: how it measured: the protocol, why timing stopped, steps per artifact (see :func:`isodeploy.bench.suite.protocol_record`)
+    protocol: dict[str, Any] = field(default_factory=dict)
+    #: load average before/after and the cores other processes used while timing
+    load: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -204,6 +224,16 @@ def markdown_table(header: list[str] | tuple[str, ...], rows: list[list[str]]) -
     return "\n".join(lines)
 
 
+def protocol_line(report: BenchReport) -> str:
+    """How the run measured and why it stopped, in one sentence (older reports: their step counts)."""
+    p = report.protocol or {}
+    if not p.get("description"):
+        s = report.settings
+        return f"{s.get('warmup')} warm-up + {s.get('iters')} timed steps."
+    stop = p.get("stop") or {}
+    return f"{p['description']}; stopped after {stop.get('rounds')} rounds ({stop.get('reason')}, {stop.get('elapsed_s')} s)."
+
+
 def measurement_notes(results: list[BenchResult]) -> list[str]:
     """One line per distinct memory method and timing method, so a reader knows what the figures mean."""
     lines: list[str] = []
@@ -213,8 +243,8 @@ def measurement_notes(results: list[BenchResult]) -> list[str]:
         lines.append(f"memory: {text}")
     if any(r.latency.rounds_ms for r in results):
         n = max(len(r.latency.rounds_ms) for r in results)
-        lines.append(f"rounds: the timed steps ran in {n} interleaved rounds (A B C A B C …) after every artifact's warm-up; "
-                     "ratios are medians of per-round ratios, spreads their min–max and IQR")
+        lines.append(f"rounds: the timed steps ran in up to {n} interleaved rounds after every artifact's warm-up; ratios pair round i "
+                     "with round i: Hodges–Lehmann estimate with a Wilcoxon signed-rank 95 % interval, the verdict from the interval")
     return lines
 
 
@@ -223,7 +253,7 @@ def to_markdown(report: BenchReport, title: str = "Benchmark") -> str:
 
     s = report.settings
     out = [f"# {title}", "", f"Machine: {describe_machine(report.env)}.",
-           f"Settings: batch {s.get('batch')}, {s.get('warmup')} warm-up + {s.get('iters')} timed steps, threads {s.get('threads')}.", ""]
+           f"Settings: batch {s.get('batch')}, threads {s.get('threads')}; {protocol_line(report)}", ""]
     cols = result_columns(report.results)
     out.append(markdown_table(cols, [result_row(r, "role" in cols) for r in report.results]))
     out.append("")

@@ -2,10 +2,12 @@
 
 For each artifact: load it once, count MACs/params when it traces back to a model, export an ONNX
 (or build an engine, its profile tuned for the batch measured) only when a runtime needs one, and make
-its runner. Then every runner warms up, and the timed steps run in interleaved rounds — A B C A B C … —
-so that a machine that slows down mid-run slows every artifact alike; ratios come from the per-round
-medians. Peak memory is measured afterwards, each runner in a fresh process by one method per device.
-Everything that can fail on bad input is checked before the first model loads.
+its runner. Then the timing loop of the run's protocol (:mod:`isodeploy.bench.protocol`,
+:mod:`isodeploy.bench.schedule`): interleaved rounds, so that a machine that slows down mid-run slows
+every artifact alike, and ratios come from paired per-round values. The adaptive default stops once
+the headline ratios' intervals are tight or its time budget is spent. Peak memory is measured
+afterwards, each runner in a fresh process by one method per device. Everything that can fail on bad
+input is checked before the first model loads.
 """
 
 from __future__ import annotations
@@ -22,7 +24,11 @@ from typing import Any, Callable, Sequence
 from isodeploy.bench import backends, memory
 from isodeploy.bench.artifacts import ArtifactRef, resolve_artifact, runtimes_for
 from isodeploy.bench.envinfo import collect_env, describe_machine, usable_cores
+from isodeploy.bench.loadwatch import LoadWatch
+from isodeploy.bench.progress import SilentReporter
+from isodeploy.bench.protocol import Protocol, make_protocol
 from isodeploy.bench.report import BenchReport, BenchResult, LatencyStats
+from isodeploy.bench.schedule import TimingOutcome, run_adaptive, run_fixed
 from isodeploy.errors import IsodeployError
 
 DEFAULT_BATCH = {"cpu": 8, "cuda": 256}  # the paper's protocol: GPU batch 256, CPU batch 8
@@ -35,8 +41,8 @@ class BenchSettings:
     runtimes: tuple[str, ...] = ("torch",)
     device: str | None = None  # None → cuda when trt is asked for, else cpu
     batch: int | None = None  # None → 256 on cuda, 8 on cpu
-    warmup: int = 20
-    iters: int = 100
+    warmup: int | None = None  # step counts: giving either one means the fixed protocol
+    iters: int | None = None
     threads: int | None = None  # None → every usable core
     weights: str = "pretrained"
     img_size: int | None = None
@@ -45,6 +51,13 @@ class BenchSettings:
     rounds: int = 10  # the timed steps are split into this many interleaved rounds
     memory_repeats: int = 1  # fresh-process memory probes per runner (>1 gives memory ratios a spread)
     compile: bool = False  # torch.compile the torch runner (compiled during warm-up)
+    protocol: str | None = None  # adaptive | paper | fixed; None → fixed when warmup/iters are given, else adaptive
+    budget_s: float | None = None  # adaptive: seconds for warm-up + timed rounds
+    target: float | None = None  # adaptive: stop when every headline interval is within ±target
+
+    def plan(self) -> Protocol:
+        """The measuring protocol these settings ask for (raises on conflicting options)."""
+        return make_protocol(self.protocol, warmup=self.warmup, iters=self.iters, budget_s=self.budget_s, target=self.target)
 
     def resolved(self) -> "BenchSettings":
         runtimes = tuple(dict.fromkeys(self.runtimes)) or ("torch",)
@@ -55,15 +68,20 @@ class BenchSettings:
             raise IsodeployError("--runtime trt runs TensorRT engines on the GPU: use --device cuda (or drop --device)")
         batch = self.batch if self.batch is not None else DEFAULT_BATCH[device]
         threads = self.threads if self.threads is not None else usable_cores()
-        if batch < 1 or self.iters < 2 or self.warmup < 0 or threads < 1:
-            raise IsodeployError(f"need --batch ≥ 1, --iters ≥ 2, --warmup ≥ 0 and --threads ≥ 1 (got {batch}, {self.iters}, {self.warmup}, {threads})")
+        if batch < 1 or threads < 1:
+            raise IsodeployError(f"need --batch ≥ 1 and --threads ≥ 1 (got {batch}, {threads})")
+        plan = self.plan()
+        counted = not plan.adaptive
         if self.precision not in ("fp32", "fp16"):
             raise IsodeployError(f"unknown precision '{self.precision}': use fp32 or fp16")
         if self.precision == "fp16" and "torch" in runtimes and device != "cuda":
             raise IsodeployError("--precision fp16 with the torch runtime needs --device cuda (CPU kernels for fp16 are not representative)")
         if self.rounds < 1 or self.memory_repeats < 1:
             raise IsodeployError(f"need rounds ≥ 1 and memory repeats ≥ 1 (got {self.rounds}, {self.memory_repeats})")
-        return replace(self, runtimes=runtimes, device=device, batch=batch, threads=threads)
+        return replace(self, runtimes=runtimes, device=device, batch=batch, threads=threads, protocol=plan.name,
+                       warmup=plan.warmup if counted else None, iters=plan.iters if counted else None,
+                       budget_s=plan.budget_s if plan.adaptive else None, target=plan.target if plan.adaptive else None,
+                       rounds=self.rounds if plan.name == "fixed" else plan.rounds)
 
 
 def ref_for_loaded(loaded: Any) -> ArtifactRef:
@@ -91,7 +109,7 @@ def check_environment(settings: BenchSettings, refs: list[ArtifactRef]) -> None:
             ) from exc
 
 
-@dataclass
+@dataclass(eq=False)  # entries are compared and hashed by identity in the timing loop
 class _Entry:
     """One artifact on one runtime, ready to time."""
 
@@ -106,6 +124,8 @@ class _Entry:
     precision: str = ""
     input_shape: list[int] = field(default_factory=list)
     timing: str = ""
+    round_ids: list[int] = field(default_factory=list)  # which interleaved round each of ``rounds`` was
+    warmup_steps: int = 0
 
     def release(self) -> None:
         if self.timed is not None:
@@ -119,12 +139,13 @@ class _Bench:
 
     def __init__(self, settings: BenchSettings, progress: Any, workdir: Path) -> None:
         self.s = settings
-        self.progress = progress
+        self.progress = progress or SilentReporter()
         self.workdir = workdir
+        self.outcome: TimingOutcome | None = None
 
     def stage(self, text: str) -> Any:
         """A one-step progress line for work that is not a timing loop (loading, exporting, probing)."""
-        return _Stage(self.progress, text)
+        return self.progress.stage(text)
 
     def load(self, ref: ArtifactRef, given: Any) -> Any:
         if given is not None:
@@ -206,23 +227,15 @@ class _Bench:
             timed = runner.timed_step(batch, s.img_size)
         return _Entry(ref, runtime, runner, timed, macs, probe, notes=list(timed.notes))
 
-    def time_all(self, entries: list[_Entry]) -> None:
-        """Warm every runner up, then the interleaved rounds: each round runs every entry once in turn."""
-        from isodeploy.bench.latency import round_sizes, time_steps
-
-        s = self.s
-        sizes = round_sizes(s.iters, s.rounds)
-        tasks = {}
-        for e in entries:
-            label = f"{e.ref.label} · {e.runtime}/{s.device}"
-            tasks[id(e)] = self.progress.add_task(label, total=s.warmup + s.iters) if self.progress else None
-        advance = lambda e: (lambda n: self.progress.advance(tasks[id(e)], n)) if tasks[id(e)] is not None else (lambda n: None)  # noqa: E731
-        for e in entries:
-            if s.warmup:
-                time_steps(e.timed, warmup=s.warmup - 1, iters=1, advance=advance(e))
-        for n in sizes:
-            for e in entries:
-                e.rounds.append(time_steps(e.timed, warmup=0, iters=n, advance=advance(e)))
+    def time_all(self, entries: list[_Entry]) -> TimingOutcome:
+        """The protocol's timing loop over every entry; the outcome says how and why it stopped."""
+        plan = replace(self.s.plan(), rounds=self.s.rounds)
+        if plan.adaptive:
+            pairs, singles = headline_pairs(entries)
+            self.outcome = run_adaptive(entries, plan, pairs, singles, reporter=self.progress)
+        else:
+            self.outcome = run_fixed(entries, plan, reporter=self.progress)
+        return self.outcome
 
     def memory(self, e: _Entry) -> Any:
         if not self.s.memory:
@@ -239,23 +252,34 @@ class _Bench:
         return BenchResult(
             artifact=e.ref.query, label=e.ref.label, kind=e.ref.kind, pruned=e.ref.pruned, runtime=e.runtime, device=s.device or "cpu",
             precision=e.precision, batch=s.batch or 1, threads=s.threads, input_shape=e.input_shape,
-            latency=LatencyStats.from_samples(samples, s.batch or 1, e.rounds), memory=mem, macs=e.macs[0], params=e.macs[1],
+            latency=LatencyStats.from_samples(samples, s.batch or 1, e.rounds, e.round_ids), memory=mem, macs=e.macs[0], params=e.macs[1],
             timing=e.timing, notes=e.notes, role=e.ref.role, compiled=bool(s.compile and e.runtime == "torch"),
+            warmup_steps=e.warmup_steps,
         )
 
 
-class _Stage:
-    def __init__(self, progress: Any, text: str) -> None:
-        self.progress, self.text, self.task = progress, text, None
+#: the denominator a pruned artifact is judged against, in order of preference: the comparison at equal MACs first
+HEADLINE_DENOMINATORS = ("uniform-twin", "dense", "standard")
 
-    def __enter__(self) -> "_Stage":
-        if self.progress is not None:
-            self.task = self.progress.add_task(self.text, total=None)
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        if self.task is not None:  # stages vanish when done; the timing bars stay as a record
-            self.progress.remove_task(self.task)
+def headline_pairs(entries: Sequence[_Entry]) -> tuple[list[tuple[_Entry, _Entry]], list[_Entry]]:
+    """The ratios the adaptive loop must make precise, per runtime: pruned ÷ its best comparison when roles
+    say what each artifact is, else each artifact ÷ the first; a lone artifact's own latency otherwise."""
+    groups: dict[str, list[_Entry]] = {}
+    for e in entries:
+        groups.setdefault(e.runtime, []).append(e)
+    pairs: list[tuple[_Entry, _Entry]] = []
+    singles: list[_Entry] = []
+    for members in groups.values():
+        by_role = {e.ref.role: e for e in members if e.ref.role}
+        den = next((by_role[r] for r in HEADLINE_DENOMINATORS if r in by_role), None)
+        if "pruned" in by_role and den is not None:
+            pairs.append((by_role["pruned"], den))
+        elif len(members) > 1:
+            pairs += [(e, members[0]) for e in members[1:]]
+        else:
+            singles += members
+    return pairs, singles
 
 
 def _safe(label: str) -> str:
@@ -267,8 +291,8 @@ def run_bench(items: Sequence[Any], settings: BenchSettings, *, progress: Callab
               known_macs: dict[str, tuple[int | None, int | None]] | None = None) -> BenchReport:
     """Benchmark ``items`` (ARTIFACT strings or :class:`~isodeploy.zoo.LoadedModel` objects).
 
-    ``progress`` makes a ``rich.progress.Progress`` (None for silence); it starts only after every
-    input check, so bad input fails with one line and no half-drawn display. ``roles`` (parallel to
+    ``progress`` makes a reporter (:func:`isodeploy.bench.progress.make_reporter`; None for silence); it
+    starts only after every input check, so bad input fails with one line and no half-drawn display. ``roles`` (parallel to
     ``items``: dense, pruned, uniform-twin, standard) selects the ratios the report carries;
     ``known_macs`` maps an item (or label) to (MACs, params) already counted. Raises
     :class:`IsodeployError` on bad input before any model is loaded.
@@ -308,7 +332,9 @@ def run_bench(items: Sequence[Any], settings: BenchSettings, *, progress: Callab
                     entries.append(bench.entry(ref, runtime, loaded, cache, macs))
                 del loaded
                 gc.collect()
-            bench.time_all(entries)
+            watch = LoadWatch()
+            outcome = bench.time_all(entries)
+            load = watch.stop()
         finally:
             for e in entries:  # free every runner before the memory probes: they run beside this process
                 e.release()
@@ -323,7 +349,9 @@ def run_bench(items: Sequence[Any], settings: BenchSettings, *, progress: Callab
         notes.append(f"CPU figures are relative: measured on {describe_machine(env)} with {settings.threads} threads; compare artifacts within one run, not across machines")
     noisy = [f"{r.label}/{r.runtime}" for r in results if r.latency.noisy]
     if noisy:
-        notes.append(f"noisy runs (CV over 5 %): {', '.join(noisy)}; re-run on an idle machine or raise --iters")
+        notes.append(f"step-to-step CV over 5 % for {', '.join(noisy)}: the intervals of the ratios account for it")
+    if load.busy:
+        notes.append(f"the machine was busy while timing ({load.describe()}): intervals are wider; re-run on an idle machine for tighter ones")
     from isodeploy.bench.ratios import as_dicts, compute_ratios
 
     methods = {r.memory.method_id for r in results if r.memory}
@@ -332,7 +360,16 @@ def run_bench(items: Sequence[Any], settings: BenchSettings, *, progress: Callab
     return BenchReport(
         results=results, env=env, settings=_settings_dict(settings), notes=notes,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"), ratios=as_dicts(compute_ratios(results)),
+        protocol=protocol_record(settings, outcome, results), load=load.to_dict(),
     )
+
+
+def protocol_record(settings: BenchSettings, outcome: TimingOutcome, results: Sequence[BenchResult]) -> dict[str, Any]:
+    """What the report says about how it measured: the plan, why it stopped, and the steps each artifact got."""
+    plan = replace(settings.plan(), rounds=settings.rounds)
+    steps = [{"artifact": r.label, "role": r.role, "runtime": r.variant, "device": r.device, "warmup": r.warmup_steps,
+              "timed": r.latency.iters, "rounds": len(r.latency.rounds_ms)} for r in results]
+    return {**plan.to_dict(), "description": plan.describe(), "stop": outcome.to_dict(), "steps": steps}
 
 
 def _settings_dict(settings: BenchSettings) -> dict[str, Any]:

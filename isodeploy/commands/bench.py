@@ -14,8 +14,12 @@ ARTIFACT_HELP = "Alias, timm model name, isodeploy output folder, .onnx or .plan
 RuntimeOption = typer.Option(["torch"], "--runtime", "-r", help="torch | ort (onnxruntime) | trt (TensorRT); repeat or comma-separate for several.")
 DeviceOption = typer.Option(None, "--device", "-d", help="cpu | cuda (default: cuda for --runtime trt, else cpu).")
 BatchOption = typer.Option(None, "--batch", "-b", help="Images per step (default: 256 on cuda, 8 on cpu, as in the paper).")
-WarmupOption = typer.Option(20, "--warmup", help="Untimed warm-up steps.")
-ItersOption = typer.Option(100, "--iters", help="Timed steps.")
+WarmupOption = typer.Option(None, "--warmup", help="Untimed warm-up steps per artifact (giving it fixes the protocol: default 20 with --protocol fixed).")
+ItersOption = typer.Option(None, "--iters", help="Timed steps per artifact in 10 interleaved rounds (giving it fixes the protocol: default 100).")
+ProtocolOption = typer.Option(None, "--protocol", "--bench-protocol", help=(
+    "adaptive (default): warm up by time, then interleaved rounds until every headline ratio's 95 % interval is within ±2 %, "
+    "or --budget runs out · paper: the paper's 20 warm-up + 100 timed steps · fixed: the --warmup/--iters you give."))
+BudgetOption = typer.Option(None, "--budget", "--bench-budget", help="Seconds the adaptive protocol may spend warming up and timing (default 120).")
 ThreadsOption = typer.Option(None, "--threads", help="CPU threads for torch and onnxruntime intra-op (default: all usable cores).")
 MdOption = typer.Option(None, "--md", help="Also write the report as Markdown to this path.")
 MemoryOption = typer.Option(True, "--memory/--no-memory", help="Measure peak memory (CPU: a fresh subprocess per artifact and runtime).")
@@ -28,23 +32,21 @@ def split_runtimes(values: List[str]) -> tuple[str, ...]:
     return tuple(v.strip() for item in values for v in item.split(",") if v.strip())
 
 
-def make_settings(runtime: List[str], device: Optional[str], batch: Optional[int], warmup: int, iters: int,
+def make_settings(runtime: List[str], device: Optional[str], batch: Optional[int], warmup: Optional[int], iters: Optional[int],
                   threads: Optional[int], weights: str, img_size: Optional[int], memory: bool, precision: str,
-                  memory_repeats: int = 1, compile: bool = False) -> Any:
+                  memory_repeats: int = 1, compile: bool = False, protocol: Optional[str] = None, budget: Optional[float] = None) -> Any:
     from isodeploy.bench.suite import BenchSettings
 
     return BenchSettings(runtimes=split_runtimes(runtime), device=device, batch=batch, warmup=warmup, iters=iters,
                          threads=threads, weights=weights, img_size=img_size, memory=memory, precision=precision,
-                         memory_repeats=memory_repeats, compile=compile).resolved()
+                         memory_repeats=memory_repeats, compile=compile, protocol=protocol, budget_s=budget).resolved()
 
 
 def progress_bar() -> Any:
-    """A rich progress display on stderr, so tables on stdout stay clean for pipes."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    """Progress on stderr (rich on a terminal, plain lines with ETA in logs), so tables on stdout stay clean for pipes."""
+    from isodeploy.bench.progress import make_reporter
 
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), refresh_per_second=4)
+    return make_reporter()
 
 
 def out_console() -> Any:
@@ -74,8 +76,10 @@ def bench(
     runtime: List[str] = RuntimeOption,
     device: Optional[str] = DeviceOption,
     batch: Optional[int] = BatchOption,
-    warmup: int = WarmupOption,
-    iters: int = ItersOption,
+    protocol: Optional[str] = ProtocolOption,
+    budget: Optional[float] = BudgetOption,
+    warmup: Optional[int] = WarmupOption,
+    iters: Optional[int] = ItersOption,
     threads: Optional[int] = ThreadsOption,
     weights: str = WeightsOption,
     img_size: Optional[int] = ImgSizeOption,
@@ -90,10 +94,11 @@ def bench(
 ) -> None:
     """Measure latency (mean/p50/p90/p99, CV, img/s), peak memory and MACs of each artifact on each runtime."""
     from isodeploy.bench import gate as gate_mod
-    from isodeploy.bench.report import load_report, measurement_notes, rich_table, to_markdown, write_text_atomic
+    from isodeploy.bench.report import load_report, measurement_notes, protocol_line, rich_table, to_markdown, write_text_atomic
     from isodeploy.bench.suite import run_bench
 
-    settings = make_settings(runtime, device, batch, warmup, iters, threads, weights, img_size, memory, precision, memory_repeats, compile)
+    settings = make_settings(runtime, device, batch, warmup, iters, threads, weights, img_size, memory, precision, memory_repeats, compile,
+                             protocol, budget)
     base = threshold = None
     if baseline is None and max_regression != "10%":
         typer.secho("warning: --max-regression has no effect without --baseline", fg=typer.colors.YELLOW, err=True)
@@ -109,7 +114,7 @@ def bench(
         from isodeploy.bench.ratios import ratio_table
 
         console.print(ratio_table(report.ratios))
-    for line in measurement_notes(report.results) + report.notes:
+    for line in [f"protocol: {protocol_line(report)}"] + measurement_notes(report.results) + report.notes:
         console.print(f"[dim]- {line}[/dim]")
     payload = report.to_dict()
     result = None
@@ -128,8 +133,8 @@ def bench(
     if result is not None and result.failed:
         worst = max((r for r in result.rows if r.regressed), key=lambda r: r.change)
         raise IsodeployError(
-            f"p50 latency regressed: {worst.label} ({worst.runtime}/{worst.device}) {worst.base_p50_ms:.2f} → {worst.new_p50_ms:.2f} ms "
-            f"({worst.change * 100:+.1f} %, allowed +{threshold * 100:.0f} %, noise {worst.noise_ms:.2f} ms)",
+            f"latency regressed: {worst.label} ({worst.runtime}/{worst.device}) p50 {worst.base_p50_ms:.2f} → {worst.new_p50_ms:.2f} ms "
+            f"({worst.change * 100:+.1f} %, 95 % CI {(worst.ci_low - 1) * 100:+.1f} to {(worst.ci_high - 1) * 100:+.1f} %, allowed +{threshold * 100:.0f} %)",
             exit_code=ExitCode.NUMERIC,
         )
 

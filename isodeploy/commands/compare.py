@@ -8,8 +8,8 @@ from typing import List, Optional
 import typer
 
 from isodeploy.commands.bench import (
-    BatchOption, CompileOption, DeviceOption, ItersOption, MdOption, MemoryOption, MemoryRepeatsOption, PrecisionOption, RuntimeOption,
-    ThreadsOption, WarmupOption, make_settings, out_console, progress_bar,
+    BatchOption, BudgetOption, CompileOption, DeviceOption, ItersOption, MdOption, MemoryOption, MemoryRepeatsOption, PrecisionOption,
+    ProtocolOption, RuntimeOption, ThreadsOption, WarmupOption, make_settings, out_console, progress_bar,
 )
 from isodeploy.commands.common import ImgSizeOption, JsonOption, WeightsOption, write_json_atomic
 
@@ -19,8 +19,10 @@ def compare(
     runtime: List[str] = RuntimeOption,
     device: Optional[str] = DeviceOption,
     batch: Optional[int] = BatchOption,
-    warmup: int = WarmupOption,
-    iters: int = ItersOption,
+    protocol: Optional[str] = ProtocolOption,
+    budget: Optional[float] = BudgetOption,
+    warmup: Optional[int] = WarmupOption,
+    iters: Optional[int] = ItersOption,
     threads: Optional[int] = ThreadsOption,
     weights: str = WeightsOption,
     img_size: Optional[int] = ImgSizeOption,
@@ -47,7 +49,8 @@ def compare(
     if fresh:
         import tempfile
 
-        settings = make_settings(runtime, device, batch, warmup, iters, threads, weights, img_size, memory, precision, memory_repeats, compile)
+        settings = make_settings(runtime, device, batch, warmup, iters, threads, weights, img_size, memory, precision, memory_repeats, compile,
+                                 protocol, budget)
         with tempfile.TemporaryDirectory(prefix="isodeploy-twins-") as tmp:
             items, roles = with_twins(fresh, Path(tmp), settings) if uniform_twin else (fresh, None)
             reports["__fresh__"] = run_bench(items, settings, progress=progress_bar, roles=roles)
@@ -59,7 +62,7 @@ def compare(
     if report.ratios:
         from isodeploy.bench.ratios import ratio_table
 
-        console.print("Ratios (median of per-round ratios of the interleaved run, min–max, IQR):")
+        console.print("Ratios (Hodges–Lehmann estimate over paired rounds of the interleaved run, 95 % interval, verdict):")
         console.print(ratio_table(report.ratios), soft_wrap=True)
     for line in footnotes(report):
         console.print(f"[dim]- {line}[/dim]")

@@ -22,8 +22,13 @@ def prune_export(
     epochs: int = typer.Option(1, "--epochs", help="Fine-tuning epochs."),
     bench: bool = typer.Option(True, "--bench/--no-bench", help="Measure latency and memory of the dense, pruned and uniform-twin ONNX with onnxruntime CPU (and torch/TensorRT on a GPU)."),
     bench_batch: Optional[int] = typer.Option(None, "--bench-batch", help="Batch size for the CPU latency figures (default: the protocol's 8; GPU runs use 256)."),
-    bench_iters: int = typer.Option(100, "--bench-iters", help="Timed steps per artifact, in 10 interleaved rounds (the protocol: 100)."),
-    bench_warmup: int = typer.Option(20, "--bench-warmup", help="Warm-up steps per artifact (the protocol: 20)."),
+    bench_protocol: Optional[str] = typer.Option(None, "--bench-protocol", help=(
+        "adaptive (default): warm up by time, then interleaved rounds until the pruned ÷ uniform-twin 95 % interval is within ±2 % "
+        "or --bench-budget runs out · paper: the paper's 20 warm-up + 100 timed steps at batch 8 (CPU) / 256 (GPU) · "
+        "fixed: the --bench-warmup/--bench-iters you give.")),
+    bench_budget: Optional[float] = typer.Option(None, "--bench-budget", help="Seconds the adaptive protocol may spend timing, per runtime (default 120: the whole default job fits ~5 min on 2 cores)."),
+    bench_iters: Optional[int] = typer.Option(None, "--bench-iters", help="Timed steps per artifact in 10 interleaved rounds (fixes the protocol; default 100)."),
+    bench_warmup: Optional[int] = typer.Option(None, "--bench-warmup", help="Warm-up steps per artifact (fixes the protocol; default 20)."),
     uniform_twin: bool = typer.Option(True, "--uniform-twin/--no-uniform-twin", help="Also build and bench the uniform-width model at the pruned MACs (±1 %)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="onnxruntime threads for the benchmark (default: every usable core)."),
     force: bool = typer.Option(False, "--force", help="Redo every stage, and allow an output folder of another model."),
@@ -45,14 +50,17 @@ def prune_export(
     console = Console()
     opts = PipelineOptions(model=model, output=output, target=target, preset=preset, ratio=ratio, weights=weights,
                            img_size=img_size, finetune_data=finetune_data, epochs=epochs, bench=bench, bench_batch=bench_batch,
-                           bench_iters=bench_iters, bench_warmup=bench_warmup, uniform_twin=uniform_twin,
+                           bench_iters=bench_iters, bench_warmup=bench_warmup, bench_protocol=bench_protocol, bench_budget=bench_budget,
+                           uniform_twin=uniform_twin,
                            bench_threads=threads, force=force)
     with console.status("starting") as status:
         def say(message: str) -> None:
             console.print(message)
             status.update(message)
 
-        result = run_pipeline(opts, say)
+        from isodeploy.bench.progress import CallbackReporter
+
+        result = run_pipeline(opts, say, progress=lambda: CallbackReporter(console.print, status.update))
     print_summary(console, result)
     if json_path:
         write_json_atomic(json_path, result.report)

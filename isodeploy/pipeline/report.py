@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from isodeploy.fileio import write_json_atomic
+from isodeploy.pipeline.report_bench import headline_verdict, latency_section
 
 
 def _g(x: float | None) -> str:
@@ -22,7 +23,9 @@ def build_report(p, load_json: Callable[[Path], dict | None]) -> dict[str, Any]:
     """Gather what the stages left in the folder into one dict (also the report.json payload)."""
     state = load_json(p.dir / "isodeploy.json") or {}
     stages = {r.name: r for r in p.book.records}
-    bench = load_json(p.dir / "bench.json")
+    # a file counts only when the stage that writes it belongs to this run (ran, or was found fresh):
+    # a folder of an earlier run must not lend this report its tables
+    bench = load_json(p.dir / "bench.json") if "bench" in stages else None
     latency = []
     if bench:
         for r in bench.get("results", []):
@@ -35,27 +38,29 @@ def build_report(p, load_json: Callable[[Path], dict | None]) -> dict[str, Any]:
             latency.append({"artifact": Path(r.get("artifact", "")).name, "role": r.get("role") or ("pruned" if r.get("pruned") else ""),
                             "pruned": r.get("pruned"), "runtime": r.get("runtime"), "variant": variant, "precision": r.get("precision"),
                             "device": r.get("device"), "batch": r.get("batch"), "threads": r.get("threads"),
-                            "warmup": (bench.get("settings") or {}).get("warmup"), "iters": lat.get("iters"), "rounds": len(lat.get("rounds_ms") or []),
+                            "warmup": r.get("warmup_steps", (bench.get("settings") or {}).get("warmup")), "iters": lat.get("iters"),
+                            "rounds": len(lat.get("rounds_ms") or []),
                             "p50_ms": p50, "mean_ms": lat.get("mean_ms"), "cv": lat.get("cv"),
                             "noisy": lat.get("noisy"), "throughput_ips": lat.get("throughput_ips"), "macs": macs,
                             "ms_per_gmac": p50 / (macs / 1e9) if p50 and macs else None,
                             "peak_mb": mem.get("delta_mb"), "peak_total_mb": mem.get("peak_mb"), "memory_method": mem.get("method_id")})
     twin_detail = (stages.get("uniform-twin").detail if "uniform-twin" in stages else {}) or {}
     standard_detail = (stages.get("export-standard").detail if "export-standard" in stages else {}) or {}
-    twin = twin_detail.get("twin") or (_recorded_detail(p, "uniform-twin").get("twin"))
-    standard = standard_detail or _recorded_detail(p, "export-standard")
+    twin = twin_detail.get("twin")  # a stage found fresh carries its recorded detail; one not in this run, none
+    standard = standard_detail
     from isodeploy.bench.twin import misaligned_head_dims
 
     head_dim_flags = {"pruned": misaligned_head_dims(state.get("classes", [])),
                       "uniform-twin": misaligned_head_dims((twin or {}).get("classes", []))}
     memory_methods = sorted({m for r in (bench or {}).get("results", []) if (m := ((r.get("memory") or {}).get("method")))})
-    verify = {name: load_json(p.dir / f) for name, f in (("onnxruntime FP32 vs PyTorch", "verify.json"),
-                                                         ("onnxruntime FP16 vs FP32 (a sanity check: onnxruntime CPU computes FP16 regions in FP32, "
-                                                          "so overflow shows only in the engine check)", "verify_fp16.json"),
-                                                         ("TensorRT vs onnxruntime FP32", "verify_engine.json"))}
+    verify = {name: load_json(p.dir / f) for name, f, stage in (
+        ("onnxruntime FP32 vs PyTorch", "verify.json", "verify"),
+        ("onnxruntime FP16 vs FP32 (a sanity check: onnxruntime CPU computes FP16 regions in FP32, so overflow shows only in the engine check)",
+         "verify_fp16.json", "verify-fp16"),
+        ("TensorRT vs onnxruntime FP32", "verify_engine.json", "verify-engine")) if stage in stages}
     source = state.get("source", {})
-    artifacts = [f for f in ("model.safetensors", "isodeploy.json", "model.onnx", "model.fp16.onnx", "model.plan", "dense.onnx",
-                             "uniform", "uniform.onnx", "standard.onnx", "bench.json", "latency_vs_macs.png", "triton") if (p.dir / f).exists()]
+    artifacts = [f for f, stage in ARTIFACT_STAGES if (p.dir / f).exists() and stage in stages]
+    stale = [f for f, stage in ARTIFACT_STAGES if (p.dir / f).exists() and stage not in stages]
     return {
         "model": source.get("timm"),
         "query": p.opts.model,
@@ -71,24 +76,28 @@ def build_report(p, load_json: Callable[[Path], dict | None]) -> dict[str, Any]:
                      for k, v in verify.items() if v},
         "latency": latency,
         "ratios": (bench or {}).get("ratios", []),
+        "verdict": headline_verdict((bench or {}).get("ratios", [])),
         "protocol": _protocol(bench),
+        "load": (bench or {}).get("load") or None,
         "memory_methods": memory_methods,
         "twin": twin,
         "standard": standard or None,
         "head_dim_flags": head_dim_flags,
-        "plot": "latency_vs_macs.png" if (p.dir / "latency_vs_macs.png").is_file() else None,
+        "plot": "latency_vs_macs.png" if bench and (p.dir / "latency_vs_macs.png").is_file() else None,
         "machine": (bench or {}).get("env", {}),
         "stages": [{"name": r.name, "status": r.status, "seconds": round(r.seconds, 2)} for r in stages.values()],
         "skipped": [{"stage": s, "why": why} for s, why in p.skipped],
         "exit_code": p.exit_code,
         "message": p.message,
         "artifacts": artifacts,
+        "stale_artifacts": stale,
     }
 
 
-def _recorded_detail(p, name: str) -> dict[str, Any]:
-    rec = p.book.recorded(name) if hasattr(p.book, "recorded") else None
-    return (rec or {}).get("detail", {}) if isinstance(rec, dict) else {}
+#: each artifact of the folder and the stage that writes it
+ARTIFACT_STAGES = (("model.safetensors", "prune"), ("isodeploy.json", "prune"), ("model.onnx", "export"), ("model.fp16.onnx", "fp16"),
+                   ("model.plan", "engine"), ("dense.onnx", "export-dense"), ("uniform", "uniform-twin"), ("uniform.onnx", "uniform-twin"),
+                   ("standard.onnx", "export-standard"), ("bench.json", "bench"), ("latency_vs_macs.png", "bench"), ("triton", "triton"))
 
 
 def _protocol(bench: dict | None) -> dict[str, Any] | None:
@@ -97,9 +106,11 @@ def _protocol(bench: dict | None) -> dict[str, Any] | None:
     s = bench.get("settings") or {}
     rounds = max((len((r.get("latency") or {}).get("rounds_ms") or []) for r in bench.get("results", [])), default=0)
     batches = sorted({r.get("batch") for r in bench.get("results", []) if r.get("batch")})
-    return {"batches": batches, "warmup": s.get("warmup"), "iters": s.get("iters"), "rounds": rounds,
+    proto = bench.get("protocol") or {}
+    return {"name": proto.get("name") or s.get("protocol"), "description": proto.get("description"), "stop": proto.get("stop"),
+            "steps": proto.get("steps"), "batches": batches, "warmup": s.get("warmup"), "iters": s.get("iters"), "rounds": rounds,
             "cpu_threads": s.get("threads"), "memory_repeats": s.get("memory_repeats"),
-            "paper": "CPU batch 8, GPU batch 256, 20 warm-up + 100 timed steps"}
+            "paper": "CPU batch 8, GPU batch 256, 20 warm-up + 100 timed steps (--bench-protocol paper)"}
 
 
 def _provenance(preset: str | None) -> str | None:
@@ -118,6 +129,11 @@ def _recipe_line(recipe: dict[str, Any]) -> str:
             f"{recipe.get('importance')} importance, widths rounded to {recipe.get('round_to')}")
 
 
+def _widths(widths: list[int]) -> str:
+    distinct = sorted(set(widths))
+    return ", ".join(map(str, distinct[:8])) + (" …" if len(distinct) > 8 else "")
+
+
 def render_markdown(data: dict[str, Any]) -> str:
     lines = [f"# isodeploy report: {data['model']} (`{data['query']}`, target {data['target']})", ""]
     if data["random_weights"]:
@@ -134,11 +150,16 @@ def render_markdown(data: dict[str, Any]) -> str:
         ratio = macs["after"] / macs["before"] if macs.get("before") else 0
         lines += [f"MACs {_g(macs.get('before'))} → {_g(macs.get('after'))} ({ratio:.1%}); params {_m(params.get('before'))} → "
                   f"{_m(params.get('after'))}; rounding cost {(macs.get('rounding_cost') or 0) / 1e6:+.1f} M MACs.", ""]
-    lines += ["| class | kind | signature | groups | width before → after | per-group widths after |", "|---|---|---|---|---|---|"]
+    twin_classes = {c.get("id"): c for c in (data.get("twin") or {}).get("classes", []) if isinstance(c, dict)}
+    twin_col = bool(twin_classes)
+    lines += ["| class | kind | signature | groups | width before → after | per-group widths after |" + (" uniform twin widths |" if twin_col else ""),
+              "|---|---|---|---|---|---|" + ("---|" if twin_col else "")]
     for c in data["classes"]:
-        widths = sorted(set(c.get("widths_after", [])))
-        shown = ", ".join(map(str, widths[:8])) + (" …" if len(widths) > 8 else "")
-        lines.append(f"| {c['id']} | {c['kind']} | `{c['signature']}` | {c['groups']} | {c['width_before']} → {c['width_after']} | {shown} |")
+        row = (f"| {c['id']} | {c['kind']} | `{c['signature']}` | {c['groups']} | {c['width_before']} → {c['width_after']} | "
+               f"{_widths(c.get('widths_after', []))} |")
+        if twin_col:
+            row += f" {_widths(twin_classes[c['id']].get('widths_after', [])) if c.get('id') in twin_classes else '-'} |"
+        lines.append(row)
     lines += ["", "## Numerics", ""]
     if not data["numerics"]:
         lines.append("No numeric check ran.")
@@ -149,7 +170,7 @@ def render_markdown(data: dict[str, Any]) -> str:
         lines.append(f"- {name}: **{'passed' if v.get('passed') else 'FAILED'}** ({figures})")
     lines += ["", "## Latency and memory: pruned vs uniform at the same MACs", ""]
     if data["latency"]:
-        lines += _latency_section(data)
+        lines += latency_section(data)
     else:
         lines.append("Not measured (`--no-bench`, or a stage before it stopped the run).")
     lines += ["", "## Stages", "", "| stage | status | seconds |", "|---|---|---|"]
@@ -158,65 +179,12 @@ def render_markdown(data: dict[str, Any]) -> str:
         lines += ["", "Skipped:"] + [f"- {s['stage']}: {s['why']}" for s in data["skipped"]]
     if data["message"]:
         lines += ["", f"**Stopped (exit {data['exit_code']}):** {data['message']}"]
-    lines += ["", "## Artifacts", ""] + [f"- `{a}`" for a in data["artifacts"]] + [""]
+    lines += ["", "## Artifacts", ""] + [f"- `{a}`" for a in data["artifacts"]]
+    if data.get("stale_artifacts"):
+        lines += ["", "Left by an earlier run (this run did not reach or redo their stages; not used above): "
+                  + ", ".join(f"`{a}`" for a in data["stale_artifacts"])]
+    lines.append("")
     return "\n".join(lines)
-
-
-def _f(x: Any, fmt: str = ".2f") -> str:
-    return format(x, fmt) if isinstance(x, (int, float)) else "-"
-
-
-def _latency_section(data: dict[str, Any]) -> list[str]:
-    from isodeploy.bench.ratios import METRICS, find
-
-    machine = data["machine"]
-    desc = machine.get("description") or f"{machine.get('cpu', 'CPU')} ({machine.get('cores', '?')} cores)"
-    if machine.get("gpu"):
-        desc += f" + {machine['gpu']}"
-    proto = data.get("protocol") or {}
-    lines = [f"Measured on {desc}. CPU figures are relative: compare the rows, not other machines.",
-             f"Protocol: batch {', '.join(map(str, proto.get('batches') or [])) or '-'}, {proto.get('warmup')} warm-up + {proto.get('iters')} timed "
-             f"steps per artifact in {proto.get('rounds')} interleaved rounds (A B C A B C …; the paper: {proto.get('paper')}).", ""]
-    twin = data.get("twin")
-    if twin:
-        lines.append(f"Uniform twin: every class cut by one ratio ({twin['ratio']:.3f} removed, widths multiples of {twin.get('round_to', 8)}), "
-                     f"{twin['macs'] / 1e9:.3f} GMACs vs the pruned {twin['target_macs'] / 1e9:.3f} G ({twin['mac_error']:+.2%})"
-                     + (f"; head dims {sorted(set(twin['head_dims']))}" if twin.get("head_dims") else "")
-                     + ("; the head count is kept: no shared cut of it landed within 1 %" if twin.get("heads_kept") else "") + ".")
-    std = data.get("standard")
-    if std and std.get("model"):
-        lines.append(f"Standard model of about that size: `{std['model']}` ({std['macs'] / 1e9:.3f} GMACs).")
-    lines += ["", "| artifact | role | runtime | device | batch | steps | p50 ms | ms / GMAC | CV | images/s | memory added MB |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in data["latency"]:
-        cv = f"{r['cv']:.1%}" + (" (noisy)" if r.get("noisy") else "") if isinstance(r.get("cv"), float) else "-"
-        steps = f"{r.get('warmup')} + {r.get('iters')}"
-        lines.append(f"| {r['artifact']} | {r.get('role') or '-'} | {r.get('variant') or r['runtime']} | {r['device']} | {r['batch']} | {steps} | "
-                     f"{_f(r['p50_ms'])} | {_f(r.get('ms_per_gmac'))} | {cv} | {_f(r['throughput_ips'], '.1f')} | {_f(r.get('peak_mb'), '.0f')} |")
-    ratios = data.get("ratios") or []
-    if ratios:
-        lines += ["", "Ratios, per runtime: the median of per-round ratios with their min–max and IQR (memory: over the fresh-process repeats).", "",
-                  "| ratio | runtime | device | metric | median | min–max | IQR | n |", "|---|---|---|---|---|---|---|---|"]
-        for r in ratios:
-            lines.append(f"| {r['numerator_role']} ÷ {r['denominator_role']} | {r['variant']} | {r['device']} | {METRICS.get(r['metric'], r['metric'])} | "
-                         f"**{r['median']:.3f}×** | {r['low']:.3f}–{r['high']:.3f} | {r['q1']:.3f}–{r['q3']:.3f} | {r['n']} |")
-        key = find(ratios, "latency_per_gmac", "pruned", "uniform-twin")
-        mem = find(ratios, "peak_memory", "pruned", "uniform-twin")
-        if key:
-            verdict = "slower" if key["median"] > 1 else "faster"
-            lines += ["", f"**Pruned vs uniform twin ({key['variant']}/{key['device']}):** latency per GMAC {key['median']:.3f}× "
-                      f"(spread {key['low']:.3f}–{key['high']:.3f}): the non-uniform widths run {abs(key['median'] - 1):.1%} {verdict} per MAC than uniform ones"
-                      + (f"; peak memory {mem['median']:.3f}× ({mem['low']:.3f}–{mem['high']:.3f})." if mem else ".")]
-    flags = data.get("head_dim_flags") or {}
-    for role, dims in flags.items():
-        if dims:
-            lines += ["", f"⚠ {role}: head dims {dims} are not multiples of 8: fused attention kernels (flash / memory-efficient SDPA, "
-                      "TensorRT's fused MHA) need aligned head dims and fall back to slower unfused kernels, so latency per MAC suffers."]
-    if data.get("memory_methods"):
-        lines += ["", "Memory: " + " / ".join(data["memory_methods"]) + "."]
-    if data.get("plot"):
-        lines += ["", f"![latency vs MACs: pruned, uniform twin, dense]({data['plot']})"]
-    return lines
 
 
 def write_report(folder: Path, data: dict[str, Any]) -> None:

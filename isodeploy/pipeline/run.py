@@ -44,8 +44,10 @@ class PipelineOptions:
     epochs: int = 1
     bench: bool = True
     bench_batch: int | None = None  # None → the protocol: 8 on CPU (GPU runs use 256)
-    bench_iters: int = 100  # the paper's protocol: 20 warm-up + 100 timed steps
-    bench_warmup: int = 20
+    bench_iters: int | None = None  # step counts fix the protocol (fixed: default 20 warm-up + 100 timed steps)
+    bench_warmup: int | None = None
+    bench_protocol: str | None = None  # adaptive (default) | paper | fixed
+    bench_budget: float | None = None  # adaptive: seconds of timing per runtime
     uniform_twin: bool = True  # build and bench the uniform-width model at the pruned MACs
     bench_threads: int | None = None
     verify_inputs: int = 8
@@ -66,10 +68,11 @@ class PipelineResult:
 class Pipeline:
     """Runs the stages; models are loaded only when a stage that needs them actually runs."""
 
-    def __init__(self, opts: PipelineOptions, say: Callable[[str], None]) -> None:
+    def __init__(self, opts: PipelineOptions, say: Callable[[str], None], progress: Callable[[], Any] | None = None) -> None:
         self.opts = opts
         self.dir = Path(opts.output)
         self.say = say
+        self.progress = progress  # makes the bench's reporter (isodeploy.bench.progress); None: silent timing loops
         self.book = StageBook(self.dir, opts.force)
         self._dense = None
         self._pruned = None
@@ -195,11 +198,14 @@ class Pipeline:
         return False
 
 
-def run_pipeline(opts: PipelineOptions, say: Callable[[str], None] = print) -> PipelineResult:
+def run_pipeline(opts: PipelineOptions, say: Callable[[str], None] = print, progress: Callable[[], Any] | None = None) -> PipelineResult:
     if opts.target not in ("onnx", "trt"):
         raise IsodeployError(f"--target must be onnx or trt; got '{opts.target}'")
-    if opts.bench_iters < 2 or (opts.bench_batch is not None and opts.bench_batch < 1) or opts.bench_warmup < 0:
-        raise IsodeployError("--bench-iters must be ≥ 2, --bench-batch ≥ 1 and --bench-warmup ≥ 0")
+    if opts.bench_batch is not None and opts.bench_batch < 1:
+        raise IsodeployError(f"--bench-batch must be ≥ 1; got {opts.bench_batch}")
+    from isodeploy.bench.protocol import make_protocol
+
+    make_protocol(opts.bench_protocol, warmup=opts.bench_warmup, iters=opts.bench_iters, budget_s=opts.bench_budget, prefix="bench-")
     if opts.epochs < 1:
         raise IsodeployError(f"--epochs must be ≥ 1; got {opts.epochs}")
     if opts.verify_inputs < 1:
@@ -216,7 +222,7 @@ def run_pipeline(opts: PipelineOptions, say: Callable[[str], None] = print) -> P
 
         single = DistEnv(rank=0, world=1, local_rank=0, device=torch.device("cpu"), backend=None)
         scan_usable(str(opts.finetune_data), single, "--finetune-data")
-    return Pipeline(opts, say).run()
+    return Pipeline(opts, say, progress).run()
 
 
 def load_json(path: Path) -> dict[str, Any] | None:

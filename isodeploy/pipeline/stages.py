@@ -245,20 +245,31 @@ def _bench_items(p: Pipeline) -> tuple[list[str], list[str], dict[str, tuple[int
     return items, roles, known
 
 
+def bench_settings(p: Pipeline, **overrides: Any) -> Any:
+    """The bench settings of this run's protocol (adaptive by default; paper = 20 + 100 steps, batch 8 / 256)."""
+    from isodeploy.bench.suite import BenchSettings
+
+    o = p.opts
+    adaptive = (o.bench_protocol or ("fixed" if o.bench_iters is not None or o.bench_warmup is not None else "adaptive")) == "adaptive"
+    base = dict(runtimes=("ort",), device="cpu", batch=o.bench_batch, threads=o.bench_threads, memory=True,
+                memory_repeats=1 if adaptive else MEMORY_REPEATS, protocol=o.bench_protocol, warmup=o.bench_warmup,
+                iters=o.bench_iters, budget_s=o.bench_budget)
+    return BenchSettings(**{**base, **overrides}).resolved()
+
+
 def bench(p: Pipeline) -> bool:
-    """Dense, pruned, uniform twin (and standard model) in one interleaved run per runtime, by the protocol:
-    CPU batch 8, GPU batch 256, 20 warm-up + 100 timed steps in 10 rounds; memory from fresh processes."""
-    from isodeploy.bench.suite import BenchSettings, run_bench
+    """Dense, pruned, uniform twin (and standard model) in one interleaved run per runtime, by the run's
+    protocol (adaptive: until pruned ÷ twin is precise or the budget ends; paper: CPU batch 8, GPU
+    batch 256, 20 warm-up + 100 timed steps in 10 rounds); memory from fresh processes."""
+    from isodeploy.bench.suite import run_bench
     from isodeploy.export.onnx import export_onnx
 
     p.stage("export-dense", _source_options(p), [], [DENSE_ONNX], lambda: {"exporter": export_onnx(p.dense, p.dir / DENSE_ONNX).exporter})
     twin(p)
     standard(p)
     items, roles, known = _bench_items(p)
-    o = p.opts
-    warmup = getattr(o, "bench_warmup", 20)
-    settings = BenchSettings(runtimes=("ort",), device="cpu", batch=o.bench_batch, warmup=warmup, iters=o.bench_iters,
-                             threads=o.bench_threads, memory=True, memory_repeats=MEMORY_REPEATS).resolved()
+    settings = bench_settings(p)
+    plan = settings.plan()
 
     from isodeploy.export.trt_env import cuda_available
 
@@ -268,31 +279,31 @@ def bench(p: Pipeline) -> bool:
     def work():
         from isodeploy.bench.compare import merge_reports
 
-        reports = [run_bench(items, settings, roles=roles, known_macs=known)]
+        p.say(f"bench: {plan.describe()}; then {settings.memory_repeats} fresh-process memory probe(s) per artifact")
+        reports = [run_bench(items, settings, roles=roles, known_macs=known, progress=p.progress)]
         if gpu:
-            reports += _gpu_runs(p, items, roles, known, engine, warmup)
+            reports += _gpu_runs(p, items, roles, known, engine)
         report = merge_reports(reports)
         write_json_atomic(p.dir / "bench.json", report.to_dict())
         _plot(p, report)
         return {"results": len(report.results), "roles": roles}
 
     inputs = [Path(i) for i in items] + ([engine] if engine else [])
-    p.stage("bench", {"batch": settings.batch, "warmup": warmup, "iters": settings.iters, "rounds": settings.rounds,
-                      "threads": settings.threads, "gpu": gpu, "roles": roles, "memory_repeats": MEMORY_REPEATS},
-            inputs, ["bench.json", PLOT], work)
+    p.stage("bench", {"batch": settings.batch, "protocol": plan.to_dict(), "threads": settings.threads, "gpu": gpu, "roles": roles,
+                      "memory_repeats": settings.memory_repeats}, inputs, ["bench.json", PLOT], work)
     if not gpu:
         p.skipped.append(("bench on CUDA (torch FP32/FP16, TensorRT)", "no CUDA GPU visible"))
     return True
 
 
-def _gpu_runs(p: Pipeline, items: list[str], roles: list[str], known: dict, engine: Path | None, warmup: int) -> list:
+def _gpu_runs(p: Pipeline, items: list[str], roles: list[str], known: dict, engine: Path | None) -> list:
     """The GPU protocol (batch 256): torch eager FP32 and FP16 on the models, onnxruntime CUDA when it is
     installed, TensorRT FP16 engines (profile opt = 256) when TensorRT is; each an interleaved run."""
-    from isodeploy.bench.suite import BenchSettings, run_bench
+    from isodeploy.bench.suite import run_bench
     from isodeploy.prune.spec import load_folder
 
-    o = p.opts
-    base = dict(device="cuda", warmup=warmup, iters=o.bench_iters, memory=True)
+    def settings(runtime: str, **extra: Any) -> Any:
+        return bench_settings(p, runtimes=(runtime,), device="cuda", batch=None, **extra)
     models, model_roles = [p.dense, p.pruned], ["dense", "pruned"]
     if "uniform-twin" in roles:
         models.append(load_folder(p.dir / UNIFORM_DIR))
@@ -308,12 +319,12 @@ def _gpu_runs(p: Pipeline, items: list[str], roles: list[str], known: dict, engi
 
     for precision in ("fp32", "fp16"):
         attempt(f"torch CUDA {precision}", lambda precision=precision: run_bench(
-            models, BenchSettings(runtimes=("torch",), precision=precision, **base), roles=model_roles, known_macs=model_macs))
+            models, settings("torch", precision=precision), roles=model_roles, known_macs=model_macs, progress=p.progress))
     try:
         import onnxruntime
 
         if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-            attempt("onnxruntime CUDA", lambda: run_bench(items, BenchSettings(runtimes=("ort",), **base), roles=roles, known_macs=known))
+            attempt("onnxruntime CUDA", lambda: run_bench(items, settings("ort"), roles=roles, known_macs=known, progress=p.progress))
     except ImportError:
         pass
     from isodeploy.export.trt_env import tensorrt_available
@@ -322,7 +333,7 @@ def _gpu_runs(p: Pipeline, items: list[str], roles: list[str], known: dict, engi
         trt_items = [str(engine) if r == "pruned" and engine else i for i, r in zip(items, roles) if r != "standard"]
         trt_roles = [r for r in roles if r != "standard"]
         trt_known = {str(engine) if r == "pruned" and engine else i: known[i] for i, r in zip(items, roles) if r != "standard"}
-        attempt("TensorRT", lambda: run_bench(trt_items, BenchSettings(runtimes=("trt",), **base), roles=trt_roles, known_macs=trt_known))
+        attempt("TensorRT", lambda: run_bench(trt_items, settings("trt"), roles=trt_roles, known_macs=trt_known, progress=p.progress))
     else:
         p.skipped.append(("bench on TensorRT", "TensorRT is not installed"))
     return runs

@@ -22,7 +22,10 @@ GPU_HINT = "pip install onnxruntime-gpu (in place of onnxruntime) with a CUDA ma
 
 
 def session_options(threads: int | None, optimize: bool = True) -> Any:
-    """Pinned threads (intra-op ``threads``, inter-op 1, sequential), full graph optimisation, quiet logs."""
+    """Pinned threads (intra-op ``threads``, inter-op 1, sequential), full graph optimisation, quiet logs.
+
+    Thread spinning is off: an idle session's pool would otherwise busy-wait and steal the cores of the
+    session timed next to it (interleaved rounds keep several sessions alive at once)."""
     import onnxruntime as ort
 
     ort.set_default_logger_severity(3)  # optimizer notes ("cannot remove node") are not the user's concern
@@ -32,6 +35,8 @@ def session_options(threads: int | None, optimize: bool = True) -> Any:
         opts.intra_op_num_threads = int(threads)
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return opts
 
