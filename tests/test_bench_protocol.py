@@ -117,6 +117,30 @@ def test_budget_stops_the_loop_in_time() -> None:
     assert outcome.headline and outcome.headline[0]["n"] == outcome.rounds
 
 
+def test_slow_machine_stops_by_the_budget_before_min_rounds_and_says_too_few() -> None:
+    """A busy machine (each step 0.3 s) must not stretch a 2 s budget to min_rounds: it stops, and
+    the interval it reports is honest about being too short."""
+    log: list[str] = []
+    a, b = _Entry("A", 0.3, log), _Entry("B", 0.3, log)
+    proto = make_protocol("adaptive", budget_s=2.0)
+    proto.min_block_s = 0.0  # warmup_s stays 1 s: the schedule must shrink it to fit the budget
+    ticks: list = []
+
+    class _Keep:
+        def tick(self, t) -> None:
+            ticks.append(t)
+
+    t0 = time.monotonic()
+    outcome = run_adaptive([a, b], proto, pairs=[(a, b)], reporter=_Keep())
+    took = time.monotonic() - t0
+    assert outcome.reason == "budget" and outcome.rounds < proto.min_rounds
+    assert took <= 2.0 + 0.35, took  # one step's slack at most
+    assert a.warmup_steps == 1 and b.warmup_steps == 1  # warm-up took ≤ a quarter of the budget
+    assert all(t.rounds_expected is None or t.rounds_expected <= outcome.rounds + 2 for t in ticks)
+    if outcome.headline:
+        assert outcome.headline[0]["confidence"] < 0.95  # not a 95 % interval: the verdict says so
+
+
 def test_steady_pair_converges_before_the_budget() -> None:
     log: list[str] = []
     a, b = _Entry("A", 0.006, log), _Entry("B", 0.003, log)

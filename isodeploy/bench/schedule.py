@@ -13,6 +13,11 @@ Adaptive rounds (the default):
   below ``rationed_share``, and until it has ``min_rounds`` rounds;
 * the loop stops when every headline interval is within ±``target`` (after ``min_rounds``), when the
   next round would pass the budget, or at ``max_rounds``.
+
+The budget is hard: it counts from the first warm-up step, and it is checked after every round, also
+before ``min_rounds`` — on a slow or busy machine the report then says "too few rounds" rather than
+taking the user's afternoon. The warm-up per artifact shrinks so that warm-ups take at most a
+quarter of the budget.
 """
 
 from __future__ import annotations
@@ -102,7 +107,7 @@ def run_fixed(entries: list[Any], protocol: Protocol, reporter: Any = None, cloc
     return outcome
 
 
-def _warm_up(e: Any, protocol: Protocol, clock: Callable[[], float]) -> float:
+def _warm_up(e: Any, warmup_s: float, clock: Callable[[], float]) -> float:
     """Run steps until ``warmup_s`` has passed (at least one); returns the last step's seconds."""
     t_start = clock()
     steps, last = 0, 0.0
@@ -111,7 +116,7 @@ def _warm_up(e: Any, protocol: Protocol, clock: Callable[[], float]) -> float:
         time_steps(e.timed, warmup=0, iters=1)
         last = clock() - t0
         steps += 1
-        if clock() - t_start >= protocol.warmup_s:
+        if clock() - t_start >= warmup_s:
             break
     e.warmup_steps = steps
     return max(last, 1e-6)
@@ -128,9 +133,10 @@ def run_adaptive(entries: list[Any], protocol: Protocol, pairs: Sequence[tuple[A
     in_headline = {id(e) for e in headline}
     rationed = [e for e in entries if id(e) not in in_headline]
     block: dict[int, int] = {}
+    warmup_s = min(protocol.warmup_s, 0.25 * protocol.budget_s / max(1, len(entries)))
     for e in entries:
         reporter.tick(Tick("warmup", _label(e), 0, None, clock() - start, None))
-        step = _warm_up(e, protocol, clock)
+        step = _warm_up(e, warmup_s, clock)
         block[id(e)] = max(1, math.ceil(protocol.min_block_s / step))
     spent: dict[int, float] = {id(e): 0.0 for e in entries}
     precision: float | None = None
@@ -138,7 +144,9 @@ def run_adaptive(entries: list[Any], protocol: Protocol, pairs: Sequence[tuple[A
     expected: int | None = None
     reason = "max rounds"
     rounds_done = 0
+    slowest_round = 0.0
     for r in range(protocol.max_rounds):
+        round_start = clock()
         total = sum(spent.values())
         tight = precision is not None and precision <= protocol.target
         middle = [e for e in rationed if r == 0 or spent[id(e)] <= protocol.rationed_share * total
@@ -157,12 +165,13 @@ def run_adaptive(entries: list[Any], protocol: Protocol, pairs: Sequence[tuple[A
                 e.round_ids.append(r)
         rounds_done = r + 1
         elapsed = clock() - start
+        slowest_round = max(slowest_round, clock() - round_start)
         if rounds_done >= 2:
             intervals = headline_intervals(pairs, singles) if (pairs or singles) else [i for i in headline_intervals([], headline)]
             precision = max((iv.half_width for iv in intervals), default=None)
             expected = max((rounds_needed(iv, protocol.target) for iv in intervals), default=None)
             if expected is not None:
-                expected = max(expected, protocol.min_rounds)
+                expected = _within_reach(max(expected, protocol.min_rounds), protocol, elapsed, rounds_done, slowest_round)
         reporter.tick(Tick("round", "all artifacts", rounds_done, expected, elapsed,
                            _eta(protocol, elapsed, rounds_done, expected, start, clock), precision, protocol.target))
         if rounds_done >= protocol.min_rounds:
@@ -170,12 +179,20 @@ def run_adaptive(entries: list[Any], protocol: Protocol, pairs: Sequence[tuple[A
             if converged and all(len(e.rounds) >= protocol.min_rounds for e in entries):
                 reason = "converged"
                 break
-            if elapsed + elapsed / rounds_done > protocol.budget_s:
-                reason = "budget"
-                break
+        # the next round is the slowest so far plus the mean (a busy spell lasts): never pass the budget
+        if elapsed + max(slowest_round, elapsed / rounds_done) > protocol.budget_s:
+            reason = "budget"
+            break
     outcome = TimingOutcome(reason, rounds_done, clock() - start, [iv.to_dict() for iv in intervals])
     reporter.tick(Tick("done", f"{rounds_done} rounds, stopped: {reason}", rounds_done, rounds_done, outcome.elapsed_s, 0.0, precision, protocol.target))
     return outcome
+
+
+def _within_reach(expected: int, protocol: Protocol, elapsed: float, rounds: int, slowest_round: float) -> int:
+    """The rounds the intervals want, capped by ``max_rounds`` and by what the rest of the budget can still run."""
+    per_round = max(elapsed / max(1, rounds), 1e-9)
+    fits = rounds + int(max(0.0, protocol.budget_s - elapsed) // per_round)
+    return max(rounds, min(expected, protocol.max_rounds, fits))
 
 
 def _eta(protocol: Protocol, elapsed: float, rounds: int, expected: int | None, start: float, clock: Callable[[], float]) -> float | None:
