@@ -6,8 +6,6 @@ the line through the uniform models is faster than its MACs predict.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from isodeploy.bench.compare import CompareReport
@@ -69,15 +67,11 @@ def plot_latency_vs_macs(report: CompareReport, out: Path) -> Path:
     ax.set_ylim(bottom=0)
     ax.legend(handles=handles, fontsize=8, loc="upper left")
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=out.suffix)
-    os.close(fd)
+    from isodeploy.core.safe_write import atomic_path
+
     try:
-        fig.savefig(tmp, format=fmt)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_path(out) as tmp:  # never onto a link or a special file
+            fig.savefig(tmp, format=fmt)
     finally:
         plt.close(fig)
     return out

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from isodeploy.fileio import write_json_atomic
+from isodeploy.fileio import write_json_atomic, write_text_atomic
 
 
 def _g(x: float | None) -> str:
@@ -221,8 +219,4 @@ def _latency_section(data: dict[str, Any]) -> list[str]:
 
 def write_report(folder: Path, data: dict[str, Any]) -> None:
     write_json_atomic(folder / "report.json", data)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".report.md.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(render_markdown(data))
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, folder / "report.md")
+    write_text_atomic(folder / "report.md", render_markdown(data))
