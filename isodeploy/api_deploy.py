@@ -54,8 +54,6 @@ def export_onnx(model: Any, path: str | Path, *, example_inputs: Any = None, ops
     ``safe_range`` stay FP32). Returns an :class:`~isodeploy.export.onnx.ExportReport`; for FP16 its
     ``fp16`` attribute holds the conversion report.
     """
-    import tempfile
-
     from isodeploy.export.onnx import check_opset
     from isodeploy.export.onnx import export_onnx as _export
 
@@ -77,11 +75,19 @@ def export_onnx(model: Any, path: str | Path, *, example_inputs: Any = None, ops
         samples = image_samples(Path(calib_data), calib_samples, loaded.input_size, loaded.mean, loaded.std)
     else:
         samples = random_samples(calib_samples, loaded.input_size)
+    from isodeploy.core.cleanup import clean_target_temps
+    from isodeploy.core.safe_write import check_target, make_temp_dir, remove_quietly
+
+    check_target(path, f"output '{path}'")  # before the export: never onto a link, a FIFO or a device
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.fp32.") as tmp:
-        report = _export(loaded, Path(tmp) / "fp32.onnx", opset=opset, exporter=exporter, dynamic_batch=dynamic_batch)
+    clean_target_temps(path)  # what a killed export of this very file left
+    tmp = make_temp_dir(path.parent, f"{path.name}.fp32")  # PID-tagged: a killed run's is removed later
+    try:
+        report = _export(loaded, tmp / "fp32.onnx", opset=opset, exporter=exporter, dynamic_batch=dynamic_batch)
         batches = [samples[i:i + 1] for i in range(len(samples))]  # one sample per run: works for a static batch too
-        fp16 = convert_fp16(Path(tmp) / "fp32.onnx", path, calib_inputs=batches, safe_range=safe_range or SAFE_RANGE)
+        fp16 = convert_fp16(tmp / "fp32.onnx", path, calib_inputs=batches, safe_range=safe_range or SAFE_RANGE)
+    finally:
+        remove_quietly(tmp)
     report.path, report.precision, report.size_bytes = str(path), "fp16", fp16.size_bytes
     report.fp16 = fp16
     return report

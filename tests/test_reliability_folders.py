@@ -148,10 +148,10 @@ def test_no_empty_folder_left_by_a_failed_input(tmp_path, capsys):
 
 def test_leftovers_of_killed_runs_are_cleaned(run_dir, tmp_path, capsys):
     pid = dead_pid()
-    (run_dir / ".dense.onnx.raw.ab12cd").mkdir()
-    (run_dir / ".dense.onnx.raw.ab12cd" / "model.onnx").write_bytes(b"x" * 1000)
+    (run_dir / ".dense.onnx.raw.ab12cd34").mkdir()  # an older isodeploy's work folder: tempfile's 8 characters
+    (run_dir / ".dense.onnx.raw.ab12cd34" / "raw.onnx").write_bytes(b"x" * 1000)
     (run_dir / f".isodeploy-tmp-{pid}-0a0b0c0d-model.onnx").write_bytes(b"half")
-    (run_dir / ".model.safetensors.k3j4.tmp").write_bytes(b"half")
+    (run_dir / ".model.safetensors.k3j4ab12.tmp").write_bytes(b"half")
     (run_dir / ".my-dotfile").write_text("the user's")
     backup = run_dir.parent / f".{run_dir.name}.old-{pid}"
     backup.mkdir()
@@ -164,7 +164,8 @@ def test_leftovers_of_killed_runs_are_cleaned(run_dir, tmp_path, capsys):
     try:
         result = run(capsys, *PIPE, "-o", run_dir)
         assert result.code == 0, result.text
-        assert not temporaries(run_dir) and not backup.exists() and not system.exists()
+        assert not temporaries(run_dir) and not system.exists()
+        assert (backup / "model.safetensors").read_bytes() == b"old"  # next to -o: never isodeploy's to delete
         assert (run_dir / ".my-dotfile").read_text() == "the user's" and live.exists()
     finally:
         shutil.rmtree(system, ignore_errors=True)

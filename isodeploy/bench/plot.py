@@ -12,8 +12,6 @@ other or a marker, with a leader line when pushed away from their point.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -148,17 +146,13 @@ def plot_latency_vs_macs(report: CompareReport, out: Path) -> Path:
         raise IsodeployError(f"--plot '{out}' must end in {', '.join(FORMATS)}")
     import matplotlib.pyplot as plt
 
+    from isodeploy.core.safe_write import atomic_path
+
     fig, _, _ = draw(report)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=out.suffix)
-    os.close(fd)
     try:
-        fig.savefig(tmp, format=fmt)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a plot is for sharing
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_path(out) as tmp:  # never onto a link or a special file; 0644 like every artifact
+            fig.savefig(tmp, format=fmt)
     finally:
         plt.close(fig)
     return out

@@ -282,17 +282,7 @@ def rich_table(results: list[BenchResult], title: str = "Latency"):
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write text through a temp file in the same folder, then rename."""
-    import os
-    import tempfile
+    """Write text through a temp file in the same folder, then rename (never onto a link or a special file)."""
+    from isodeploy.core.safe_write import write_text_atomic as write
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write(Path(path), text)

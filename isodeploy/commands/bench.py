@@ -7,7 +7,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from isodeploy.commands.common import ImgSizeOption, JsonOption, WeightsOption, write_json_atomic
+from isodeploy.commands.common import ImgSizeOption, check_report_paths, JsonOption, WeightsOption, write_json_atomic
 from isodeploy.errors import ExitCode, IsodeployError
 
 ARTIFACT_HELP = "Alias, timm model name, isodeploy output folder, .onnx or .plan (several allowed)."
@@ -99,6 +99,7 @@ def bench(
 
     settings = make_settings(runtime, device, batch, warmup, iters, threads, weights, img_size, memory, precision, memory_repeats, compile,
                              protocol, budget)
+    check_report_paths({"--json": json_path, "--md": md_path}, inputs=[*artifacts, baseline, weights])
     base = threshold = None
     if baseline is None and max_regression != "10%":
         typer.secho("warning: --max-regression has no effect without --baseline", fg=typer.colors.YELLOW, err=True)

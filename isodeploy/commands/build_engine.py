@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from isodeploy.commands.common import JsonOption, write_json_atomic
+from isodeploy.commands.common import JsonOption, check_report_paths, write_json_atomic
 
 PRECISION_HELP = ("fp16: strongly typed from the mixed-precision ONNX (an FP32 ONNX is converted on the fly) | "
                   "fp32 | fp16-legacy: BuilderFlag.FP16, TensorRT 10 only.")
@@ -32,6 +32,7 @@ def build_engine_cmd(
     from isodeploy.export.tensorrt import build_engine
 
     out = output or onnx.with_suffix(".plan")
+    check_report_paths({"--json": json_path}, inputs=[onnx], outputs=[out])
     console = Console(stderr=True)
     with console.status("checking the ONNX and TensorRT") as status:
         meta = build_engine(onnx, out, precision=precision, min_batch=min_batch, opt_batch=opt_batch,

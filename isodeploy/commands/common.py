@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from isodeploy.core.report_paths import check_report_paths  # noqa: F401 - re-exported for command modules
 from isodeploy.fileio import write_json_atomic  # noqa: F401 - re-exported for command modules
 
 WEIGHTS_HELP = "pretrained (timm hub download) | random (random init, offline) | PATH to a .safetensors/.pth state dict."

@@ -11,7 +11,7 @@ from isodeploy.commands.bench import (
     BatchOption, BudgetOption, CompileOption, DeviceOption, ItersOption, MdOption, MemoryOption, MemoryRepeatsOption, PrecisionOption,
     ProtocolOption, RuntimeOption, ThreadsOption, WarmupOption, make_settings, out_console, progress_bar,
 )
-from isodeploy.commands.common import ImgSizeOption, JsonOption, WeightsOption, write_json_atomic
+from isodeploy.commands.common import ImgSizeOption, check_report_paths, JsonOption, WeightsOption, write_json_atomic
 
 
 def compare(
@@ -43,15 +43,17 @@ def compare(
     from isodeploy.bench.suite import run_bench
 
     acc = parse_accuracy(accuracy)
+    check_report_paths({"--json": json_path, "--md": md_path, "--plot": plot}, inputs=[*artifacts, weights])
     saved = [a for a in artifacts if a.lower().endswith(".json")]
     fresh = [a for a in artifacts if not a.lower().endswith(".json")]
     reports = {a: load_report(Path(a)) for a in saved}  # validate saved reports before measuring anything
     if fresh:
+        import os
         import tempfile
 
         settings = make_settings(runtime, device, batch, warmup, iters, threads, weights, img_size, memory, precision, memory_repeats, compile,
                                  protocol, budget)
-        with tempfile.TemporaryDirectory(prefix="isodeploy-twins-") as tmp:
+        with tempfile.TemporaryDirectory(prefix=f"isodeploy-bench-{os.getpid()}-twins-") as tmp:
             items, roles = with_twins(fresh, Path(tmp), settings) if uniform_twin else (fresh, None)
             reports["__fresh__"] = run_bench(items, settings, progress=progress_bar, roles=roles)
     ordered = [reports["__fresh__"] if not a.lower().endswith(".json") else reports[a] for a in artifacts]

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from isodeploy.commands.common import MODEL_HELP, ImgSizeOption, JsonOption, WeightsOption, write_json_atomic
+from isodeploy.commands.common import MODEL_HELP, check_report_paths, ImgSizeOption, JsonOption, WeightsOption, write_json_atomic
 from isodeploy.errors import IsodeployError
 
 EXPORTER_HELP = "torchscript (default: fastest, falls back to dynamo if it fails) | dynamo (torch.export based)."
@@ -44,6 +44,7 @@ def export_cmd(
     from isodeploy.export.onnx import describe
 
     out = output or default_output(model, precision)
+    check_report_paths({"--json": json_path}, inputs=[model, weights], outputs=[out])
     console = Console(stderr=True)
     with console.status(f"loading {model} and exporting it to ONNX ({precision})"):
         report = api_deploy.export_onnx(model, out, opset=opset, exporter=exporter, dynamic_batch=not static_batch,

@@ -43,8 +43,12 @@ def finetune(
     json_path: Optional[Path] = JsonOption,
 ) -> None:
     """Fine-tune a pruned student with distillation from its dense model, on one process or under torchrun."""
+    from isodeploy.commands.common import check_report_paths
+    from isodeploy.train.checkpoint import RUN_FILES
     from isodeploy.train.config import FinetuneConfig
     from isodeploy.train.loop import run_finetune
+
+    check_report_paths({"--json": json_path}, inputs=[student, teacher_weights, resume_from], folders=[(output, RUN_FILES)])
 
     cfg = FinetuneConfig(
         student=str(student), data=data, output=str(output), val=val, teacher=teacher, teacher_weights=teacher_weights,
@@ -61,7 +65,7 @@ def finetune(
     # One run per OUT at a time. Under torchrun the ranks share one OUT and a failed lock on one rank
     # would leave the others waiting in the process group, so the lock is for single-process runs.
     single = int(os.environ.get("WORLD_SIZE", "1")) <= 1
-    with folder_lock(output) if single else nullcontext():
+    with folder_lock(output, names=RUN_FILES) if single else nullcontext():
         report = run_finetune(cfg)
     if json_path and _is_rank0():
         from isodeploy.commands.common import write_json_atomic

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from isodeploy.commands.common import MODEL_HELP, ImgSizeOption, JsonOption, WeightsOption, write_json_atomic
+from isodeploy.commands.common import MODEL_HELP, check_report_paths, ImgSizeOption, JsonOption, WeightsOption, write_json_atomic
 
 
 def groups(
@@ -28,6 +28,7 @@ def groups(
     import isodeploy
     from isodeploy.graph.report import print_frozen, print_grouping
 
+    check_report_paths({"--json": json_path}, inputs=[model, weights])
     console = Console(stderr=False)
     with console.status(f"loading {model}"):
         dense = isodeploy.create_model(model, weights=weights, img_size=img_size)

@@ -15,6 +15,9 @@ from isodeploy.presets_store import load_presets
 
 def presets(json_path: Optional[Path] = JsonOption) -> None:
     """List model aliases (→ timm names, default recipe) and pruning recipes with their provenance."""
+    from isodeploy.core.report_paths import check_report_paths
+
+    check_report_paths({"--json": json_path})
     aliases, recipes = load_presets()
     console = Console()
     table = Table(title="Model aliases")

@@ -64,6 +64,9 @@ def prune(
 
     # -o is checked before the long work (the write re-checks under the folder's lock)
     probe_output_folder(output, adopt=legacy_entries, input_folder=Path(model) if Path(model).is_dir() else None)
+    from isodeploy.core.report_paths import check_report_paths
+
+    check_report_paths({"--json": json_path}, inputs=[model, weights], folders=[(output, ("model.safetensors", "isodeploy.json"))])
     from isodeploy.commands.common import warn, warn_ignored_for_folder
 
     warn_ignored_for_folder(model, weights, img_size)

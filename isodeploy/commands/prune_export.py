@@ -47,6 +47,10 @@ def prune_export(
     from isodeploy.commands.common import warn_ignored_for_folder
 
     warn_ignored_for_folder(model, weights, img_size)
+    from isodeploy.core.report_paths import check_report_paths
+    from isodeploy.pipeline.run import KNOWN_OUTPUTS
+
+    check_report_paths({"--json": json_path}, inputs=[model, weights], folders=[(output, KNOWN_OUTPUTS)])
     console = Console()
     opts = PipelineOptions(model=model, output=output, target=target, preset=preset, ratio=ratio, weights=weights,
                            img_size=img_size, finetune_data=finetune_data, epochs=epochs, bench=bench, bench_batch=bench_batch,

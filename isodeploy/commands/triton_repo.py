@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from isodeploy.commands.common import JsonOption, write_json_atomic
+from isodeploy.commands.common import JsonOption, check_report_paths, write_json_atomic
 from isodeploy.errors import IsodeployError
 
 
@@ -42,6 +42,7 @@ def triton_repo_cmd(
     from isodeploy.export.triton import write_triton_repo
     from isodeploy.serve.triton_server import find_backend_dir, find_server
 
+    check_report_paths({"--json": json_path}, inputs=[artifact], folders=[(repo, (name,))])
     binary = find_server(server) if check else None  # before writing anything: no server is bad input (exit 2)
     backends = find_backend_dir(backend_dir) if check else None
     report = write_triton_repo(artifact, name, repo, max_batch=max_batch, device=device,

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from isodeploy.commands.common import ImgSizeOption, JsonOption, write_json_atomic
+from isodeploy.commands.common import ImgSizeOption, check_report_paths, JsonOption, write_json_atomic
 from isodeploy.errors import ExitCode, IsodeployError
 
 #: exit code of a numeric failure (bad input keeps IsodeployError's default, 2)
@@ -56,6 +56,7 @@ def verify_cmd(
     from isodeploy.export.verify import Gates, verify
 
     sizes = _parse_sizes(batch_sizes)
+    check_report_paths({"--json": json_path}, inputs=[artifact, reference, weights])
     Gates.fp32().override(atol=atol, rtol=rtol, min_cosine=min_cosine, min_top1=min_top1)  # refuse NaN/out of range up front
     if inputs < 1:
         raise IsodeployError("--inputs must be at least 1")

@@ -1,10 +1,12 @@
-"""The one owner of how isodeploy writes files: atomic writes, temporary names and their clean-up,
-and output-folder ownership with a per-folder lock.
+"""The one owner of how isodeploy writes files: output-folder ownership with a per-folder lock, on
+top of :mod:`isodeploy.core.safe_write` (atomic writes that never follow a link or replace a
+non-regular file) and :mod:`isodeploy.core.cleanup` (the clean-up that knows its own names).
 
 * **Atomic**: every file is written to a temporary in the same folder and renamed into place, so a
   reader (or a killed run) never sees half a file.
 * **Temporaries** are named ``.isodeploy-tmp-<pid>-<rand>-<name>``; one whose PID is no longer alive
   was left by a killed run and is removed by the next run.
+* **Links**: a symbolic link at or inside an entry isodeploy owns is refused, never followed.
 * **Ownership**: an output folder holds ``.isodeploy-owned.json``, the list of what isodeploy wrote
   there. isodeploy replaces only those entries and refuses a folder of someone else's files.
 * **Lock**: ``.isodeploy.lock`` (``fcntl.flock``) serialises runs into one folder; a second run waits
@@ -13,30 +15,43 @@ and output-folder ownership with a per-folder lock.
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import hashlib
 import json
 import os
-import re
-import secrets
 import shutil
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from isodeploy.core.cleanup import (  # noqa: F401 - re-exported: the one clean-up
+    clean_stale_temps,
+    clean_system_temps,
+    clean_target_temps,
+    is_our_temp,
+    pid_alive,
+)
 from isodeploy.core.errors import IsodeployError
+from isodeploy.core.safe_write import (  # noqa: F401 - re-exported: the one way files are put in place
+    TEMP_PREFIX,
+    atomic_path,
+    cannot_write,
+    check_target,
+    make_temp_dir,
+    new_temp_file,
+    open_lock_file,
+    remove_quietly,
+    replace_into,
+    temp_path,
+    write_bytes_atomic,
+    write_text_atomic,
+)
 
-TEMP_PREFIX = ".isodeploy-tmp-"
 OWNER_FILE = ".isodeploy-owned.json"
 LOCK_FILE = ".isodeploy.lock"
 SYSTEM_TEMP_PREFIX = "isodeploy-bench-"  # bench work folders in the system temp dir
-_TEMP_RE = re.compile(r"^\.isodeploy-tmp-(\d+)-")
-_SYSTEM_TEMP_RE = re.compile(r"^isodeploy-bench-(\d+)-")
-LEGACY_TEMP_AGE_S = 12 * 3600  # system temps without a PID in their name: stale after this long
 
 
 # -- hashes -------------------------------------------------------------------------------------
@@ -57,162 +72,6 @@ def tree_digest(path: Path) -> str:
     for item in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(TEMP_PREFIX)):
         digest.update(str(item.relative_to(path)).encode() + b"\0" + sha256_file(item).encode())
     return digest.hexdigest()
-
-
-# -- temporaries --------------------------------------------------------------------------------
-def temp_path(target: Path) -> Path:
-    """A temporary name next to ``target`` that the clean-up recognises (and ties to this PID)."""
-    target = Path(target)
-    return target.with_name(f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{target.name}")
-
-
-def make_temp_dir(parent: Path, label: str) -> Path:
-    """A private work folder in ``parent`` with a recognisable, PID-tagged name."""
-    path = temp_path(Path(parent) / label)
-    path.mkdir(mode=0o755, parents=True)
-    return path
-
-
-def pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
-
-
-def clean_stale_temps(folder: Path, known_names: Iterable[str] = ()) -> list[str]:
-    """Remove temporaries of dead runs from ``folder``; returns the names removed.
-
-    ``.isodeploy-tmp-<pid>-*`` goes when its PID is dead. With the folder's lock held, the older
-    patterns of files we write (``.<known name>.*`` with ``known_names`` the folder's own artifacts,
-    ``.isodeploy-build-*``) can only be leftovers too. Anything else (a user's dotfiles) stays.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    prefixes = tuple(f".{name}." for name in known_names if name) + (".isodeploy-build-",)
-    removed = []
-    for entry in folder.iterdir():
-        name = entry.name
-        match = _TEMP_RE.match(name)
-        if match:
-            stale = not pid_alive(int(match.group(1)))
-        else:
-            stale = name.startswith(prefixes) and name not in (OWNER_FILE, LOCK_FILE)
-        if stale:
-            _remove(entry)
-            removed.append(name)
-    return removed
-
-
-def clean_parent_leftovers(folder: Path) -> list[str]:
-    """Remove the staging/backup folders an older ``prune`` left next to ``folder``
-    (``.DIR.old-PID`` of a dead PID, ``.DIR.xxxxxxxx`` holding nothing but isodeploy files)."""
-    folder = Path(folder)
-    parent = folder.parent
-    if not parent.is_dir():
-        return []
-    removed = []
-    ours = {"model.safetensors", "isodeploy.json"}
-    for entry in parent.glob(f".{glob_escape(folder.name)}.*"):
-        if not entry.is_dir() or entry.is_symlink():
-            continue
-        rest = entry.name[len(folder.name) + 2:]
-        old = re.fullmatch(r"old-(\d+)", rest)
-        if old:
-            stale = not pid_alive(int(old.group(1)))
-        else:
-            names = {p.name for p in entry.iterdir()}
-            stale = re.fullmatch(r"[a-z0-9_]{8}", rest) is not None and names <= ours
-        if stale:
-            shutil.rmtree(entry, ignore_errors=True)
-            removed.append(entry.name)
-    return removed
-
-
-def glob_escape(name: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", name)
-
-
-def clean_system_temps() -> list[str]:
-    """Remove ``isodeploy-bench-*`` work folders of dead runs from the system temp dir."""
-    root = Path(tempfile.gettempdir())
-    removed = []
-    try:
-        entries = list(root.glob(f"{SYSTEM_TEMP_PREFIX}*"))
-    except OSError:
-        return []
-    for entry in entries:
-        match = _SYSTEM_TEMP_RE.match(entry.name)
-        try:
-            if match:
-                stale = not pid_alive(int(match.group(1)))
-            else:
-                stale = time.time() - entry.stat().st_mtime > LEGACY_TEMP_AGE_S
-            if stale and entry.is_dir() and not entry.is_symlink() and entry.stat().st_uid == os.getuid():
-                shutil.rmtree(entry, ignore_errors=True)
-                removed.append(entry.name)
-        except OSError:
-            continue
-    return removed
-
-
-# -- atomic writes ------------------------------------------------------------------------------
-def _cannot_write(path: Path, exc: OSError) -> IsodeployError:
-    why = exc.strerror or type(exc).__name__
-    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        why += "; choose a writable location"
-    elif exc.errno == errno.ENOSPC:
-        why += "; free some space or choose another location"
-    return IsodeployError(f"cannot write {path}: {why}")
-
-
-@contextmanager
-def atomic_path(target: Path, mode: int = 0o644) -> Iterator[Path]:
-    """Yield a temporary path next to ``target``; on success it is renamed onto ``target``.
-
-    The body writes the temporary however it likes (``save_file``, ``onnx.save`` …); on any failure
-    the temporary is removed and ``target`` is untouched.
-    """
-    target = Path(target)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise _cannot_write(target, exc) from None
-    if target.is_symlink() or target.is_dir():
-        raise IsodeployError(f"{target} is a {'symbolic link' if target.is_symlink() else 'folder'}; give a file path")
-    tmp = temp_path(target)
-    try:
-        yield tmp
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except OSError as exc:
-        raise _cannot_write(target, exc) from None
-    finally:
-        if tmp.exists() or tmp.is_symlink():
-            _remove(tmp)
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
@@ -262,9 +121,9 @@ def _acquire_lock(folder: Path, wait_s: float) -> int:
     while True:
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise _cannot_write(folder, exc) from None
+            raise cannot_write(folder, exc) from None
+        fd = open_lock_file(path)  # never through a link, never onto another file
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -276,7 +135,7 @@ def _acquire_lock(folder: Path, wait_s: float) -> int:
             time.sleep(0.1)
             continue
         try:  # the holder before us may have removed the file: our lock must be on the live one
-            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+            same = os.fstat(fd).st_ino == os.lstat(path).st_ino
         except FileNotFoundError:
             same = False
         if not same:
@@ -320,18 +179,30 @@ class OutputFolder:
             _write_owned(self.path, self.owned)
 
     def clean(self, known_names: Iterable[str] = ()) -> list[str]:
-        """Leftovers of killed runs: in the folder, next to it, and inside the sub-folders isodeploy owns
-        wholly (``triton/``: staging ``.NAME.tmp-*`` and backup ``.NAME.old-*`` folders)."""
-        removed = clean_stale_temps(self.path, set(known_names) | self.owned) + clean_parent_leftovers(self.path)
+        """Leftovers of killed runs, by their own names only: in the folder (PID-tagged temporaries and
+        the exact old-style shapes of its artifacts) and, PID-tagged only, in the sub-folders it owns."""
+        removed = clean_stale_temps(self.path, set(known_names) | self.owned)
         for name in sorted(self.owned):
             sub = self.path / name
             if sub.is_dir() and not sub.is_symlink():
-                for entry in sub.iterdir():
-                    if entry.name.startswith(".") and re.search(r"\.(tmp|old)-", entry.name):
-                        _remove(entry)
-                        removed.append(f"{name}/{entry.name}")
-                removed += [f"{name}/{n}" for n in clean_stale_temps(sub)]
+                removed += [f"{name}/{n}" for n in clean_stale_temps(sub, legacy=False)]
         return removed
+
+
+def refuse_links(folder: Path, names: Iterable[str]) -> None:
+    """Refuse a symbolic link at, or anywhere inside, the entries ``names`` of ``folder`` (isodeploy's own):
+    a folder that arrived by tarball or CI artifact with its links must never steer a write elsewhere."""
+    for name in sorted(set(names)):
+        entry = Path(folder) / name
+        found = entry if entry.is_symlink() else None
+        if found is None and entry.is_dir():
+            for root, dirs, files in os.walk(entry):
+                found = next((Path(root) / n for n in sorted(dirs + files) if os.path.islink(os.path.join(root, n))), None)
+                if found is not None:
+                    break
+        if found is not None:
+            raise IsodeployError(f"{found} is a symbolic link inside isodeploy's output; isodeploy never writes through "
+                                 "links: remove the link (what it points to stays) and re-run")
 
 
 def check_output_path(path: Path, input_folder: Path | None = None) -> Path:
@@ -358,16 +229,10 @@ def probe_output_folder(path: Path, adopt: Callable[[Path], set[str] | None] | N
     """All checks :func:`open_output_folder` makes, without creating or locking anything."""
     path = check_output_path(path, input_folder)
     if path.is_dir() and read_owned(path) is None:
-        entries = [p for p in path.iterdir() if p.name not in (OWNER_FILE, LOCK_FILE) and not _looks_like_our_temp(p.name, known_names)]
+        entries = [p for p in path.iterdir() if p.name not in (OWNER_FILE, LOCK_FILE) and not is_our_temp(p.name, known_names)]
         if entries and (adopt is None or adopt(path) is None):
             raise IsodeployError(_not_ours(path))
     return path
-
-
-def _looks_like_our_temp(name: str, known_names: Iterable[str]) -> bool:
-    """A temporary of ours (this or an older isodeploy) that a killed run left: it does not make a
-    folder someone else's."""
-    return name.startswith(TEMP_PREFIX) or name.startswith(tuple(f".{k}." for k in known_names if k) + (".isodeploy-build-",))
 
 
 def _not_ours(path: Path) -> str:
@@ -395,7 +260,7 @@ def open_output_folder(path: Path, adopt: Callable[[Path], set[str] | None] | No
         owned = read_owned(path)
         if owned is None:
             entries = [p.name for p in path.iterdir() if p.name not in (OWNER_FILE, LOCK_FILE)
-                       and not _looks_like_our_temp(p.name, known_names)]
+                       and not is_our_temp(p.name, known_names)]
             if not entries:
                 owned = set()
             else:
@@ -403,6 +268,7 @@ def open_output_folder(path: Path, adopt: Callable[[Path], set[str] | None] | No
                 if owned is None:
                     raise IsodeployError(_not_ours(path))
                 owned = {n for n in owned if _safe_name(n) and (path / n).exists()}
+        refuse_links(path, owned | {n for n in known_names if _safe_name(n)})
         _write_owned(path, owned)  # also rewrites an edited marker without its dropped entries
         folder = OutputFolder(path, owned, created)
         folder.clean(known_names)
@@ -427,13 +293,15 @@ def open_output_folder(path: Path, adopt: Callable[[Path], set[str] | None] | No
 
 
 @contextmanager
-def folder_lock(path: Path, wait_s: float | None = None) -> Iterator[Path]:
-    """Only the per-folder lock (for run folders with their own file rules, e.g. ``finetune -o``);
-    a folder this call created is removed again when it is still empty at the end."""
+def folder_lock(path: Path, wait_s: float | None = None, names: Iterable[str] = ()) -> Iterator[Path]:
+    """Only the per-folder lock (for run folders with their own file rules, e.g. ``finetune -o``), with
+    the entries ``names`` it writes refused when linked; a folder this call created is removed again
+    when it is still empty at the end."""
     path = check_output_path(path)
     created = not path.exists()
     fd = _acquire_lock(path, lock_wait_s() if wait_s is None else wait_s)
     try:
+        refuse_links(path, names)
         yield path
     finally:
         try:

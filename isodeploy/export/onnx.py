@@ -14,8 +14,6 @@ import hashlib
 import io
 import json
 import logging
-import shutil
-import tempfile
 import time
 import warnings
 from collections import Counter
@@ -182,16 +180,21 @@ def export_onnx(
     if exporter is not None and exporter not in EXPORTERS:
         raise IsodeployError(f"unknown exporter '{exporter}': choose {' or '.join(EXPORTERS)}")
     check_opset(opset)
+    from isodeploy.core.cleanup import clean_target_temps
+    from isodeploy.core.safe_write import check_target, make_temp_dir, remove_quietly
+
     out_path = Path(out_path)
-    if out_path.is_dir():
+    if out_path.is_dir() and not out_path.is_symlink():
         raise IsodeployError(f"output '{out_path}' is a folder; pass a file name such as {out_path / 'model.onnx'}")
+    check_target(out_path, f"output '{out_path}'")  # before the export: never onto a link, a FIFO or a device
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    clean_target_temps(out_path)  # what a killed export of this very file left
     model = loaded.model.eval()
     # Batch 2, not 1: exporters specialise size-1 dims, which would pin the batch (docs/export.md).
     example = loaded.example_input(2 if dynamic_batch else 1)
     outputs = _output_names(model, example)
     start = time.perf_counter()
-    work = Path(tempfile.mkdtemp(dir=out_path.parent, prefix=f".{out_path.name}.raw."))
+    work = make_temp_dir(out_path.parent, f"{out_path.name}.raw")
     try:
         raw = work / "raw.onnx"
         used, fallback = _export_raw(exporter, model, example, raw, opset, outputs, dynamic_batch)
@@ -201,7 +204,7 @@ def export_onnx(
         onnx_model.doc_string = f"{meta['source_model']} exported by isodeploy {meta['version']} ({used}, opset {opset})"
         external = save_onnx_atomic(onnx_model, out_path, external_threshold=external_threshold or PROTOBUF_LIMIT)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        remove_quietly(work)
     seconds = time.perf_counter() - start
     written = load_onnx(out_path, load_weights=False)
     return ExportReport(

@@ -10,9 +10,6 @@ moved into place, so a reader never sees half an artifact.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -115,10 +112,13 @@ def save_onnx_atomic(model: Any, out_path: Path, *, external_threshold: int = PR
     """
     import onnx
 
+    from isodeploy.core.safe_write import check_target, make_temp_dir, remove_quietly, replace_into
+
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    check_target(out_path)  # never onto a link, a FIFO or a device
+    check_target(external_data_path(out_path))
     external = weights_bytes(model) > external_threshold
-    tmp_dir = Path(tempfile.mkdtemp(dir=out_path.parent, prefix=f".{out_path.name}."))
+    tmp_dir = make_temp_dir(out_path.parent, out_path.name)
     try:
         tmp_model = tmp_dir / out_path.name
         data_name = external_data_path(out_path).name
@@ -129,10 +129,10 @@ def save_onnx_atomic(model: Any, out_path: Path, *, external_threshold: int = PR
             onnx.save_model(model, str(tmp_model))
         check_onnx_file(tmp_model, infer=infer)
         if external:
-            os.replace(tmp_dir / data_name, external_data_path(out_path))
-        os.replace(tmp_model, out_path)
+            replace_into(tmp_dir / data_name, external_data_path(out_path))
+        replace_into(tmp_model, out_path)
     finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+        remove_quietly(tmp_dir)
     return external
 
 

@@ -8,10 +8,9 @@ against the running TensorRT/GPU and what the Triton writer reads.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from types import ModuleType
@@ -19,6 +18,7 @@ from typing import Any
 
 from isodeploy import __version__
 from isodeploy.errors import IsodeployError
+from isodeploy.core.safe_write import check_target, make_temp_dir, remove_quietly, replace_into
 from isodeploy.fileio import sha256_file
 from isodeploy.export import trt_env
 from isodeploy.export.trt_env import TrtCaps, cuda_available, tensorrt_available  # noqa: F401 - agreed API
@@ -33,14 +33,10 @@ Phase = Callable[[str], None]
 
 def _write_atomic(path: Path, data: Any) -> None:
     """Write a buffer (bytes, TensorRT IHostMemory) or text through a temp file in the same folder."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w" if isinstance(data, str) else "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from isodeploy.core.safe_write import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w" if isinstance(data, str) else "wb") as fh:
+        fh.write(data)
 
 
 def make_logger(trt: ModuleType):
@@ -160,6 +156,16 @@ def _build_serialized(trt: ModuleType, caps: TrtCaps, onnx_path: Path, plan: Bui
     return serialized, cache_blob, inputs, outputs
 
 
+@contextmanager
+def _work_dir(out_path: Path) -> Iterator[Path]:
+    """A PID-tagged work folder beside the engine (a killed build's is recognised and removed later)."""
+    work = make_temp_dir(out_path.parent, f"{out_path.name}.build")
+    try:
+        yield work
+    finally:
+        remove_quietly(work)
+
+
 def check_build_args(out_path: Path, workspace_gb: float | None, opt_level: int) -> None:
     if out_path.suffix != ".plan":
         raise IsodeployError(f"engine path '{out_path}' must end in .plan (verify, bench and Triton recognise engines by it)")
@@ -182,6 +188,8 @@ def build_engine(onnx_path: Path, out_path: Path, *, precision: str = "fp16", mi
     onnx_path, out_path = Path(onnx_path), Path(out_path)
     phase = on_phase or (lambda _msg: None)
     check_build_args(out_path, workspace_gb, opt_level)
+    check_target(out_path)  # never onto a link, a FIFO or a device
+    check_target(meta_path(out_path))
     io = read_onnx_io(onnx_path)
     shapes = profile_shapes(io, min_batch, opt_batch, max_batch)
     plan_precision(precision, io.low_precision, None, onnx_name=f"'{onnx_path}'")  # bad requests fail before TensorRT
@@ -195,7 +203,7 @@ def build_engine(onnx_path: Path, out_path: Path, *, precision: str = "fp16", mi
     out_path.parent.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".isodeploy-build-") as tmp:
+    with _work_dir(out_path) as tmp:
         source = onnx_path
         if plan.convert_fp16:
             phase("converting the FP32 ONNX to mixed precision FP16")
@@ -222,8 +230,8 @@ def build_engine(onnx_path: Path, out_path: Path, *, precision: str = "fp16", mi
         phase("writing the engine and its metadata")
         tmp_meta = Path(tmp) / "engine.plan.json"
         tmp_meta.write_text(write_meta_text(meta))
-        os.replace(tmp_plan, out_path)  # both temp files sit in the output folder: each rename is atomic
-        os.replace(tmp_meta, meta_path(out_path))
+        replace_into(tmp_plan, out_path)  # both temp files sit in the output folder: each rename is atomic
+        replace_into(tmp_meta, meta_path(out_path))
     if cache_file is not None and cache_blob is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         _write_atomic(cache_file, cache_blob)

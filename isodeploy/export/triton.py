@@ -15,10 +15,11 @@ import os
 import re
 import shlex
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from isodeploy.core.cleanup import clean_stale_temps
+from isodeploy.core.safe_write import make_temp_dir
 from isodeploy.errors import IsodeployError
 from isodeploy.serve.triton_validate import repo_problems, validate_model_dir
 
@@ -305,8 +306,9 @@ def write_triton_repo(artifact: Path, name: str, repo: Path, *, max_batch: int |
         if not force:
             raise IsodeployError(f"'{target}' already holds a different model: choose another --name, remove it, or pass --force")
     repo.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=repo, prefix=f".{name}.tmp-"))
-    os.chmod(staging, 0o755)  # mkdtemp makes it private; the server may run as another user
+    clean_stale_temps(repo, legacy=False)  # staging and backup folders of killed runs (ours by name and dead PID)
+    staging = make_temp_dir(repo, name)  # PID-tagged: a killed run's is recognised and removed later
+    os.chmod(staging, 0o755)  # the server may run as another user
     try:
         for rel, src in files.items():
             dest = staging / rel
@@ -327,7 +329,7 @@ def _swap_in(staging: Path, target: Path) -> None:
     if not target.exists():
         os.rename(staging, target)
         return
-    old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
+    old = make_temp_dir(target.parent, f"{target.name}.old")
     os.rename(target, old / "model")
     try:
         os.rename(staging, target)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from isodeploy.fileio import write_json_atomic
+from isodeploy.fileio import write_json_atomic, write_text_atomic
 from isodeploy.pipeline.report_bench import headline_verdict, latency_section
 
 
@@ -189,8 +187,4 @@ def render_markdown(data: dict[str, Any]) -> str:
 
 def write_report(folder: Path, data: dict[str, Any]) -> None:
     write_json_atomic(folder / "report.json", data)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".report.md.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(render_markdown(data))
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, folder / "report.md")
+    write_text_atomic(folder / "report.md", render_markdown(data))

@@ -7,6 +7,8 @@ server reports with the one written, and for an ONNX compares one batch with onn
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import tempfile
 import time
@@ -105,10 +107,35 @@ def _max_abs_diff(got: np.ndarray, ref: np.ndarray) -> float:
 def check_served(repo: Path, written: dict, server: Path, *, backend_dir: Path | None = None, env: dict | None = None,
                  reference_onnx: Path | None = None, timeout: float = 120.0, tolerance: float = 1e-4,
                  log_dir: Path | None = None) -> TritonCheckReport:
-    """Start ``server`` on ``repo``, load ``written['name']``, compare config and one request; always stops it."""
+    """Start ``server`` on ``repo``, load ``written['name']``, compare config and one request; always stops it.
+
+    Without ``log_dir`` the server's log goes to a temporary folder that is removed whatever happens
+    (a failure's message quotes the log's last error line instead of a path that no longer exists).
+    """
+    own_dir = log_dir is None
+    log_dir = Path(log_dir or tempfile.mkdtemp(prefix=f"isodeploy-triton-check-{os.getpid()}-"))
+    try:
+        return _check_served(repo, written, server, backend_dir, env, reference_onnx, timeout, tolerance, log_dir, own_dir)
+    except IsodeployError as exc:
+        if own_dir and exc.args:
+            exc.args = (_without_log_path(str(exc.args[0]), log_dir),)
+        raise
+    finally:
+        if own_dir:
+            shutil.rmtree(log_dir, ignore_errors=True)
+
+
+def _without_log_path(message: str, log_dir: Path) -> str:
+    """``message`` without mentions of a log under ``log_dir`` (removed with it)."""
+    where = re.escape(str(log_dir))
+    message = re.sub(rf"\s*\((?:server )?log: {where}[^)]*\)", "", message)
+    return re.sub(rf"see {where}\S*", "no error line in its log", message)
+
+
+def _check_served(repo: Path, written: dict, server: Path, backend_dir: Path | None, env: dict | None,
+                  reference_onnx: Path | None, timeout: float, tolerance: float, log_dir: Path,
+                  own_dir: bool) -> TritonCheckReport:
     name = written["name"]
-    own_dir = log_dir is None  # our temporary folder: removed after a pass, kept (with the log) after a failure
-    log_dir = Path(log_dir or tempfile.mkdtemp(prefix="isodeploy-triton-check-"))
     served_repo = Path(repo).resolve()
     if any(ch.isspace() for ch in str(served_repo)):  # Triton's Python backend stub breaks on such paths
         served_repo = log_dir / "repo"
@@ -142,8 +169,7 @@ def check_served(repo: Path, written: dict, server: Path, *, backend_dir: Path |
                          and (report.max_abs_diff is None or report.max_abs_diff <= tolerance))
     finally:
         proc.stop()
-        if own_dir and report.passed:
-            shutil.rmtree(log_dir, ignore_errors=True)
+        if own_dir:  # the caller removes the folder
             report.log = ""
     return report
 

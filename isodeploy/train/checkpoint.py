@@ -13,7 +13,6 @@ import copy
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -40,16 +39,10 @@ def fingerprint(model: nn.Module, timm_name: str) -> dict[str, str]:
 
 
 def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    from isodeploy.core.safe_write import atomic_path
+
+    with atomic_path(path) as tmp:  # never onto a link or a special file
         write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
@@ -108,11 +101,10 @@ def save_student(folder: Path, model: nn.Module, base_spec: dict[str, Any], fine
 
 def clear_run(output: Path) -> None:
     """``--force``: remove what an earlier run left (only the names a run writes)."""
-    import shutil
+    from isodeploy.core.fileio import refuse_links
+    from isodeploy.core.safe_write import remove_quietly
 
+    refuse_links(Path(output), RUN_FILES)  # never follow a link out of the run folder
     for name in RUN_FILES:
-        path = Path(output) / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
+        if os.path.lexists(Path(output) / name):
+            remove_quietly(Path(output) / name)

@@ -64,6 +64,10 @@ def _prepare_output(cfg: FinetuneConfig, env: DistEnv) -> Path:
     out = Path(cfg.output)
     if out.exists() and not out.is_dir():
         raise IsodeployError(f"-o {out} is a file; give a folder path")
+    if out.is_dir():
+        from isodeploy.core.fileio import refuse_links
+
+        refuse_links(out, ck.RUN_FILES)  # a linked checkpoint.pt, best/ or samples/ is never written through
     if out.resolve() == Path(cfg.student).resolve():
         raise IsodeployError("-o must differ from the student folder DIR; fine-tuned students go to OUT/best and OUT/last")
     resuming = cfg.resume or cfg.resume_from is not None
