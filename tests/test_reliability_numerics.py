@@ -1,0 +1,190 @@
+"""Numbers read from files are bounded, numerics cannot lie, and files choose nothing and leak nothing:
+sizes in specs and ONNX metadata are capped and estimated before anything is allocated; NaN/inf fails
+`verify` and refuses `prune`; a spec restores only what pruning changes; Constant-node external data
+is checked like initializers; ONNX metadata never names a file for `verify` to load, nor the
+producer's folders."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from reliability_check import TINY, assert_refused, run, snapshot
+
+from isodeploy.cli import main
+
+
+# -- shared artifacts -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def pruned(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pruned") / "p"
+    assert main(["prune", *TINY, "-o", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def exported(pruned, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    assert main(["export", str(pruned), "-o", str(out)]) == 0
+    return out
+
+
+def _tampered(pruned: Path, tmp_path: Path, edit) -> Path:
+    folder = tmp_path / "tampered"
+    shutil.copytree(pruned, folder)
+    spec = json.loads((folder / "isodeploy.json").read_text())
+    edit(spec)
+    (folder / "isodeploy.json").write_text(json.dumps(spec))
+    return folder
+
+
+def _gemm_onnx(path: Path, weight: np.ndarray | None = None, *, constant_location: str | None = None) -> Path:
+    """A tiny Flatten→Gemm classifier over 3×8×8 inputs; ``constant_location`` keeps the weight in a
+    Constant node whose data lives in that external file."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from onnx.external_data_helper import set_external_data
+
+    weight = np.random.default_rng(0).standard_normal((10, 3 * 8 * 8)).astype(np.float32) if weight is None else weight
+    tensor = numpy_helper.from_array(weight, "w")
+    nodes = [helper.make_node("Flatten", ["input"], ["flat"]), helper.make_node("Gemm", ["flat", "w"], ["logits"], transB=1)]
+    initializers = [tensor]
+    if constant_location is not None:
+        set_external_data(tensor, location=constant_location)
+        tensor.ClearField("raw_data")
+        tensor.data_location = TensorProto.EXTERNAL
+        nodes.insert(0, helper.make_node("Constant", [], ["w"], name="const_w", value=tensor))
+        initializers = []
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])], initializers)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+# -- §4 numerics that cannot lie ----------------------------------------------------------------------
+@pytest.mark.parametrize("side", ["both", "candidate", "reference"])
+def test_verify_fails_on_nan_on_either_side(tmp_path, capsys, side):
+    good = _gemm_onnx(tmp_path / "good.onnx")
+    nan = _gemm_onnx(tmp_path / "nan.onnx", np.full((10, 192), np.nan, np.float32))
+    candidate, reference = {"both": (nan, nan), "candidate": (nan, good), "reference": (good, nan)}[side]
+    line = assert_refused(run(capsys, "verify", candidate, "--reference", reference, "--inputs", "2"), 1, "NaN/inf")
+    named = "the reference gives" if side != "candidate" else "the candidate gives"
+    assert named in line and "sample 0 in batch 0" in line
+
+
+def test_verify_fails_on_inf_in_the_reference_at_fp16_gates(tmp_path, capsys):
+    weight = np.random.default_rng(0).standard_normal((10, 192)).astype(np.float32)
+    weight[3, 0] = np.inf  # one class becomes ±inf/NaN: cosine and top-1 alone cannot judge it
+    bad = _gemm_onnx(tmp_path / "inf.onnx", weight)
+    line = assert_refused(run(capsys, "verify", bad, "--reference", bad, "--gates", "fp16", "--inputs", "2"), 1)
+    assert "the reference gives" in line and "element [3]" in line
+
+
+def test_nan_weights_are_refused_by_prune_naming_the_file(tmp_path, capsys):
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    model = timm.create_model("deit_tiny_patch16_224", pretrained=False, img_size=32)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    state["blocks.0.mlp.fc1.weight"] = state["blocks.0.mlp.fc1.weight"] + torch.randn_like(state["blocks.0.mlp.fc1.weight"])
+    state["blocks.0.mlp.fc1.weight"][0, 0] = float("nan")
+    weights = tmp_path / "diverged.safetensors"
+    save_file(state, str(weights))
+    out = tmp_path / "o"
+    line = assert_refused(run(capsys, "prune", "deit_tiny_patch16_224", "--weights", weights, "--img-size", "32",
+                              "--ratio", "0.3", "-o", out), 2, "NaN/inf")
+    assert str(weights) in line and "blocks.0.mlp.fc1.weight" in line
+    assert not out.exists()
+
+
+def test_the_api_refuses_a_model_with_nan_weights():
+    import torch
+    from torch import nn
+
+    import isodeploy
+    from isodeploy.errors import IsodeployError
+
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+    with torch.no_grad():
+        model[0].weight[0, 0] = float("nan")
+    with pytest.raises(IsodeployError, match=r"NaN/inf values \(1 in '0.weight'\)"):
+        isodeploy.prune(model, torch.randn(2, 8), ratio=0.5)
+
+
+def _first_module(spec, cls_attr="in_features"):
+    return next(i for i, m in enumerate(spec["modules"]) if cls_attr in m.get("attrs", {}))
+
+
+SPEC_ATTR_TAMPERS = [
+    ("stride on conv1", lambda s: s["modules"].append({"module": "patch_embed.proj", "attrs": {"stride": [4, 4]}}), "pruning never changes"),
+    ("padding", lambda s: s["modules"].append({"module": "patch_embed.proj", "attrs": {"padding": [1, 1]}}), "pruning never changes"),
+    ("eps of a norm", lambda s: s["modules"].append({"module": "norm", "attrs": {"eps": 0.5}}), "pruning never changes"),
+    ("in_features text", lambda s: s["modules"][_first_module(s)]["attrs"].update(in_features="abc"), "positive integer"),
+    ("in_features bool", lambda s: s["modules"][_first_module(s)]["attrs"].update(in_features=True), "positive integer"),
+    ("in_features wrong", lambda s: s["modules"][_first_module(s)]["attrs"].update(in_features=5), "disagree with its weights"),
+    ("num_heads float", lambda s: s["modules"].append({"module": "blocks.0.attn", "attrs": {"num_heads": 1.5}}), "positive integer"),
+    ("scale changed", lambda s: s["modules"].append({"module": "blocks.0.attn", "attrs": {"scale": 3.0}}), "head_dim ** -0.5"),
+    ("shape of wrong length", lambda s: s["modules"].append({"module": "norm", "attrs": {"normalized_shape": [1, 2]}}), "positive integers"),
+]
+
+
+@pytest.mark.parametrize("name,edit,needle", SPEC_ATTR_TAMPERS, ids=[t[0] for t in SPEC_ATTR_TAMPERS])
+def test_a_spec_restores_only_what_pruning_changes(pruned, tmp_path, capsys, name, edit, needle):
+    folder = _tampered(pruned, tmp_path, edit)
+    before = snapshot(tmp_path)
+    assert_refused(run(capsys, "export", folder, "-o", tmp_path / "x.onnx"), 2, needle)
+    assert snapshot(tmp_path) == before
+
+
+def test_a_spec_without_a_weights_hash_is_refused(pruned, tmp_path, capsys):
+    folder = _tampered(pruned, tmp_path, lambda s: s.pop("weights_sha256"))
+    assert_refused(run(capsys, "export", folder, "-o", tmp_path / "x.onnx"), 2, "records no weights_sha256")
+
+
+def test_the_untampered_folder_still_loads_exactly(pruned):
+    import torch
+
+    import isodeploy
+
+    loaded = isodeploy.load(pruned)
+    x = torch.randn(2, 3, 32, 32)
+    again = isodeploy.load(pruned)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), again(x))
+
+
+@pytest.mark.parametrize("kind", ["absolute", "dotdot"])
+@pytest.mark.parametrize("runtime", ["reference", "ort"])
+def test_constant_node_external_data_outside_the_folder_is_refused(tmp_path, capsys, kind, runtime):
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(np.ones(10 * 192, np.float32).tobytes())
+    folder = tmp_path / "model"
+    folder.mkdir()
+    location = {"absolute": str(secret), "dotdot": "../secret.bin"}[kind]
+    path = _gemm_onnx(folder / "evil.onnx", constant_location=location)
+    line = assert_refused(run(capsys, "verify", path, "--reference", path, "--runtime", runtime, "--inputs", "2"), 2)
+    assert "Constant node 'const_w'" in line and "outside the model's folder" in line
+
+
+def test_triton_repo_refuses_constant_node_external_data(tmp_path, capsys):
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(np.ones(10 * 192, np.float32).tobytes())
+    folder = tmp_path / "model"
+    folder.mkdir()
+    path = _gemm_onnx(folder / "evil.onnx", constant_location=str(secret))
+    assert_refused(run(capsys, "triton-repo", path, "--name", "evil", "-o", tmp_path / "repo"), 2, "Constant node 'const_w'")
+    assert not any((tmp_path / "repo").rglob("*.onnx"))
+
+
+def test_constant_node_external_data_beside_the_model_still_works(tmp_path, capsys):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    weight = np.random.default_rng(1).standard_normal((10, 192)).astype(np.float32)
+    (folder / "w.bin").write_bytes(weight.tobytes())
+    path = _gemm_onnx(folder / "ok.onnx", weight, constant_location="w.bin")
+    result = run(capsys, "verify", path, "--reference", path, "--runtime", "reference", "--inputs", "2")
+    assert result.code == 0, result.text[-2000:]
