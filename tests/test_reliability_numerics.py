@@ -188,3 +188,94 @@ def test_constant_node_external_data_beside_the_model_still_works(tmp_path, caps
     path = _gemm_onnx(folder / "ok.onnx", weight, constant_location="w.bin")
     result = run(capsys, "verify", path, "--reference", path, "--runtime", "reference", "--inputs", "2")
     assert result.code == 0, result.text[-2000:]
+
+
+# -- §5 files choose nothing, leak nothing ------------------------------------------------------------
+def _metadata(path: Path) -> dict[str, str]:
+    import onnx
+
+    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+
+
+def _edit_metadata(path: Path, out: Path, **values: str) -> Path:
+    import onnx
+
+    model = onnx.load(str(path))
+    for key, value in values.items():
+        prop = next((p for p in model.metadata_props if p.key == f"isodeploy.{key}"), None) or model.metadata_props.add()
+        prop.key, prop.value = f"isodeploy.{key}", value
+    onnx.save(model, str(out))
+    return out
+
+
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory) -> Path:
+    import timm
+    from safetensors.torch import save_file
+
+    torch_model = timm.create_model("deit_tiny_patch16_224", pretrained=False, img_size=32)
+    path = tmp_path_factory.mktemp("weights") / "mine.safetensors"
+    save_file({k: v.contiguous() for k, v in torch_model.state_dict().items()}, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def dense_from_file(weights_file, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("dense") / "dense.onnx"
+    assert main(["export", "deit_tiny_patch16_224", "--weights", str(weights_file), "--img-size", "32", "-o", str(out)]) == 0
+    return out
+
+
+def test_no_exported_onnx_carries_a_local_path(pruned, exported, dense_from_file, weights_file):
+    import onnx
+
+    for onnx_path, local in ((exported, pruned.resolve()), (dense_from_file, weights_file.resolve())):
+        model = onnx.load(str(onnx_path), load_external_data=False)
+        texts = [p.value for p in model.metadata_props] + [model.doc_string, model.graph.doc_string]
+        for text in texts:
+            assert str(local.parent) not in text and str(local) not in text, (onnx_path.name, text)
+    meta = _metadata(exported)
+    assert meta["isodeploy.source_folder"] == pruned.name and len(meta["isodeploy.weights_sha256"]) == 64
+    meta = _metadata(dense_from_file)
+    assert meta["isodeploy.weights"] == f"file:{weights_file.name}" and len(meta["isodeploy.weights_sha256"]) == 64
+
+
+def test_metadata_naming_a_folder_is_never_loaded_as_reference(pruned, dense_from_file, tmp_path, capsys):
+    crafted = _edit_metadata(dense_from_file, tmp_path / "crafted.onnx", source_model=str(pruned.resolve()), weights="random")
+    line = assert_refused(run(capsys, "verify", crafted, "--inputs", "2"), 2, "a file does not choose what verify loads")
+    assert str(pruned.resolve()) in line  # says what it refused
+    old_style = _edit_metadata(dense_from_file, tmp_path / "old.onnx", source_model=str(pruned.resolve()),
+                               spec_hash="sha256:" + "0" * 64, weights=f"folder:{pruned.resolve()}")
+    assert_refused(run(capsys, "verify", old_style, "--inputs", "2"), 2, "--reference PATH/TO/")
+
+
+def test_metadata_naming_a_weights_file_is_never_opened(dense_from_file, weights_file, tmp_path, capsys):
+    crafted = _edit_metadata(dense_from_file, tmp_path / "crafted.onnx", weights=str(weights_file.resolve()))
+    line = assert_refused(run(capsys, "verify", crafted, "--inputs", "2"), 2, "verify opens only files you pass")
+    assert f"--weights PATH/TO/{weights_file.name}" in line
+
+
+def test_verify_takes_the_weights_file_from_the_user_and_checks_its_hash(dense_from_file, weights_file, tmp_path, capsys):
+    assert_refused(run(capsys, "verify", dense_from_file, "--inputs", "2"), 2, f"the weights file '{weights_file.name}'")
+    assert run(capsys, "verify", dense_from_file, "--weights", weights_file, "--inputs", "2").code == 0
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(5)
+    other = tmp_path / "mine.safetensors"  # same name, other weights
+    save_file({k: v.contiguous() for k, v in timm.create_model("deit_tiny_patch16_224", img_size=32).state_dict().items()}, str(other))
+    assert_refused(run(capsys, "verify", dense_from_file, "--weights", other, "--inputs", "2"), 2, "sha256 differs")
+
+
+def test_a_pruned_onnx_finds_only_the_folder_holding_it(pruned, exported, tmp_path, capsys):
+    # exported beside the folder, not in it: verify asks for the folder instead of following a path
+    assert_refused(run(capsys, "verify", exported, "--inputs", "2"), 2, f"--reference PATH/TO/{pruned.name}")
+    assert run(capsys, "verify", exported, "--reference", pruned, "--inputs", "2").code == 0
+    inside = tmp_path / "copy"
+    shutil.copytree(pruned, inside)
+    shutil.copy(exported, inside / "model.onnx")
+    assert run(capsys, "verify", inside / "model.onnx", "--inputs", "2").code == 0  # the folder holding it, same weights hash
+    spec = json.loads((inside / "isodeploy.json").read_text())
+    (inside / "isodeploy.json").write_text(json.dumps(dict(spec, weights_sha256="0" * 64)))
+    assert_refused(run(capsys, "verify", inside / "model.onnx", "--inputs", "2"), 2, "--reference PATH/TO/")
