@@ -64,6 +64,61 @@ def _gemm_onnx(path: Path, weight: np.ndarray | None = None, *, constant_locatio
     return path
 
 
+# -- §3 bounded sizes from files ------------------------------------------------------------------------
+def _set_kwarg(key, value):
+    def edit(spec):
+        for section in ("kwargs", "create_kwargs"):
+            spec["source"].setdefault(section, {})[key] = value
+    return edit
+
+
+SIZE_TAMPERS = [
+    ("num_classes two million", _set_kwarg("num_classes", 2_000_000), "'num_classes' = 2000000 is out of bounds"),
+    ("num_classes eight million", _set_kwarg("num_classes", 8_000_000), "'num_classes' = 8000000 is out of bounds"),
+    ("embed_dim huge", _set_kwarg("embed_dim", 10**6), "'embed_dim'"),
+    ("depth huge", _set_kwarg("depth", 100_000), "'depth'"),
+    ("img_size huge", _set_kwarg("img_size", 65536), "'img_size'"),
+    ("mlp_ratio NaN", _set_kwarg("mlp_ratio", float("nan")), "'mlp_ratio'"),
+    ("drop_rate negative", _set_kwarg("drop_rate", -1.0), "'drop_rate'"),
+    ("input_size 8192", lambda s: s["source"].update(input_size=[3, 8192, 8192]), "input_size"),
+]
+
+
+@pytest.mark.parametrize("name,edit,needle", SIZE_TAMPERS, ids=[t[0] for t in SIZE_TAMPERS])
+def test_sizes_from_a_spec_are_bounded(pruned, tmp_path, capsys, name, edit, needle):
+    import time
+
+    folder = _tampered(pruned, tmp_path, edit)
+    before = snapshot(tmp_path)
+    start = time.perf_counter()
+    assert_refused(run(capsys, "export", folder, "-o", tmp_path / "x.onnx"), 2, needle)
+    assert time.perf_counter() - start < 30  # refused up front, not after building or running anything big
+    assert snapshot(tmp_path) == before
+
+
+def test_a_model_within_bounds_but_beyond_memory_is_refused_before_it_is_built(pruned, tmp_path, capsys, monkeypatch):
+    folder = _tampered(pruned, tmp_path, _set_kwarg("num_classes", 90_000))  # a 17 M-parameter head on a tiny ViT
+    monkeypatch.setenv("ISODEPLOY_MEMORY_LIMIT_MB", "120")
+    line = assert_refused(run(capsys, "export", folder, "-o", tmp_path / "x.onnx"), 2, "M parameters and needs at least")
+    assert "deit_tiny_patch16_224" in line
+
+
+def test_an_input_size_beyond_memory_is_refused_before_the_self_check(pruned, tmp_path, capsys, monkeypatch):
+    folder = _tampered(pruned, tmp_path, lambda s: s["source"].update(input_size=[3, 2048, 2048]))
+    monkeypatch.setenv("ISODEPLOY_MEMORY_LIMIT_MB", "1000")
+    assert_refused(run(capsys, "export", folder, "-o", tmp_path / "x.onnx"), 2, "a forward pass at input 3×2048×2048 needs")
+
+
+@pytest.mark.parametrize("values,needle", [
+    ({"create_kwargs": json.dumps({"num_classes": 5_000_000})}, "'num_classes'"),
+    ({"create_kwargs": json.dumps({"embed_dim": 10**7})}, "'embed_dim'"),
+    ({"input_size": "[3, 8192, 8192]"}, "input_size"),
+])
+def test_sizes_from_onnx_metadata_are_bounded(dense_from_file, weights_file, tmp_path, capsys, values, needle):
+    crafted = _edit_metadata(dense_from_file, tmp_path / "crafted.onnx", **values)
+    assert_refused(run(capsys, "verify", crafted, "--weights", weights_file, "--inputs", "2"), 2, needle)
+
+
 # -- §4 numerics that cannot lie ----------------------------------------------------------------------
 @pytest.mark.parametrize("side", ["both", "candidate", "reference"])
 def test_verify_fails_on_nan_on_either_side(tmp_path, capsys, side):

@@ -13,10 +13,11 @@ import math
 from pathlib import Path
 from typing import Any
 
+from isodeploy.core.bounds import MAX_SIDE
 from isodeploy.core.errors import IsodeployError
 
 STATE_FILE = "isodeploy.json"
-MAX_INPUT_SIDE = 8192  # pixels; anything larger is not a vision model input we can run
+MAX_INPUT_SIDE = MAX_SIDE  # pixels; larger is not a vision model input we can run
 MAX_CHANNELS = 64
 
 

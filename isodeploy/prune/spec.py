@@ -252,6 +252,9 @@ def _check_output(model: nn.Module, spec: dict[str, Any], label: str, what: str 
     size = spec.get("source", {}).get("input_size")
     if not isinstance(expected, list) or not isinstance(size, list):
         return
+    from isodeploy.core.limits import check_input_fits
+
+    check_input_fits(2, [int(v) for v in size], f"{SPEC_FILE} input_size")  # before the forward allocates it
     try:
         with torch.no_grad():
             was = model.training

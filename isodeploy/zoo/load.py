@@ -181,6 +181,9 @@ def apply_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -
 
 def _check_input_size(model: nn.Module, timm_name: str, input_size: tuple[int, int, int]) -> None:
     """Run one tiny forward so that a size the model can't take fails here, in one line, not deep in export."""
+    from isodeploy.core.limits import check_input_fits
+
+    check_input_fits(1, input_size, f"model '{timm_name}' at --img-size {input_size[1]}")
     try:
         with torch.no_grad():
             model(torch.zeros(1, *input_size))
