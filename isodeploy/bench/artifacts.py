@@ -58,10 +58,14 @@ def resolve_artifact(query: str, img_size: int | None = None) -> ArtifactRef:
         kind = "onnx" if suffix in ONNX_SUFFIXES else "plan"
         meta = onnx_metadata(path) if kind == "onnx" else _plan_source_metadata(path)
         source = _first(meta, ("isodeploy.source_model", "source_model"))
+        from isodeploy.core.provenance import names_a_path, own_folder
         from isodeploy.zoo.sources import check_file_source
 
-        kwargs = check_file_source(str(source) if source else None, _json_dict(_first(meta, ("isodeploy.create_kwargs", "create_kwargs"))),
-                                   f"metadata of '{query}'")
+        # a file names no path to load (for MACs): a pruned model only from the folder holding it
+        own = own_folder(path, {k.removeprefix("isodeploy."): v for k, v in meta.items()})
+        source = str(own) if own is not None else (None if source and names_a_path(str(source)) else source)
+        kwargs = check_file_source(str(source), _json_dict(_first(meta, ("isodeploy.create_kwargs", "create_kwargs"))),
+                                   f"metadata of '{query}'") if source else {}
         pruned = bool(_first(meta, ("isodeploy.spec_hash", "spec_hash"))) or (source is not None and Path(str(source)).is_dir())
         return ArtifactRef(query, kind, path.name, path, pruned=pruned, source_model=str(source) if source else None,
                            source_kwargs=kwargs, img_size=img_size)

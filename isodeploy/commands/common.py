@@ -12,8 +12,8 @@ MODEL_HELP = ("An alias from models/ (e.g. deit_b), any timm model name, torchvi
               "or an isodeploy output folder.")
 
 WeightsOption = typer.Option("pretrained", "--weights", "-w", help=WEIGHTS_HELP)
-# 1..8192 pixels (isodeploy.core.artifacts.MAX_INPUT_SIDE): larger sides only ever exhaust memory
-ImgSizeOption = typer.Option(None, "--img-size", min=1, max=8192, help="Input resolution, where the model allows it.")
+# 1..4096 pixels (isodeploy.core.bounds.MAX_SIDE): larger sides only ever exhaust memory
+ImgSizeOption = typer.Option(None, "--img-size", min=1, max=4096, help="Input resolution, where the model allows it.")
 JsonOption = typer.Option(None, "--json", help="Also write the result as JSON to this path.")
 
 

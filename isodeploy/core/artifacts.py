@@ -13,10 +13,11 @@ import math
 from pathlib import Path
 from typing import Any
 
+from isodeploy.core.bounds import MAX_SIDE
 from isodeploy.core.errors import IsodeployError
 
 STATE_FILE = "isodeploy.json"
-MAX_INPUT_SIDE = 8192  # pixels; anything larger is not a vision model input we can run
+MAX_INPUT_SIDE = MAX_SIDE  # pixels; larger is not a vision model input we can run
 MAX_CHANNELS = 64
 
 
@@ -219,19 +220,17 @@ def check_external_data(model: Any, onnx_path: Path) -> None:
     """Every external-data location of an ONNX model must be a plain file next to (or under) the
     model's folder: not absolute, no '..', not a symbolic link. A crafted file must not make
     isodeploy read (or copy) any other file on the machine."""
-    from onnx.external_data_helper import uses_external_data
+    from isodeploy.export.onnx_io import external_tensors
 
     folder = Path(onnx_path).parent.resolve()
-    for tensor in model.graph.initializer:
-        if not uses_external_data(tensor):
-            continue
+    for label, tensor in external_tensors(model):  # initializers and Constant-node tensors alike
         location = next((e.value for e in tensor.external_data if e.key == "location"), "")
         rel = Path(location)
         target = folder / rel
         if (not location or rel.is_absolute() or ".." in rel.parts or target.is_symlink()
                 or any(p.is_symlink() for p in target.parents if folder in p.parents)
                 or (target.exists() and folder not in target.resolve().parents)):
-            raise IsodeployError(f"'{onnx_path}': initializer '{tensor.name}' keeps its data at '{location}', outside the "
+            raise IsodeployError(f"'{onnx_path}': {label} keeps its data at '{location}', outside the "
                                  "model's folder or behind a symbolic link; isodeploy reads only side files next to the model")
 
 

@@ -65,3 +65,38 @@ def check_batch_fits(batch: int, sample_shape: Sequence[int], option: str, dtype
         raise IsodeployError(f"{option} {batch} needs at least {need / 2**30:.1f} GiB for {batch} inputs of "
                              f"{'×'.join(map(str, sample_shape))} and their activations; {avail / 2**30:.1f} GiB is available: "
                              f"use at most about {fits}")
+
+
+#: copies of the parameters a rebuild holds at once (the model, and the state dict loaded into it)
+PARAM_COPIES = 2
+
+
+def check_input_fits(batch: int, sample_shape: Sequence[int], what: str) -> None:
+    """One line, before a forward pass, when ``batch`` inputs of a size read from a file cannot fit."""
+    avail = available_memory_bytes()
+    need = ACTIVATION_FACTOR * batch_bytes(batch, sample_shape)
+    if avail is not None and need > avail:
+        raise IsodeployError(f"{what}: a forward pass at input {'×'.join(map(str, sample_shape))} needs at least "
+                             f"{need / 2**30:.1f} GiB; {avail / 2**30:.1f} GiB is available: use a smaller input size")
+
+
+def check_build_fits(build, label: str) -> None:
+    """Build the model on PyTorch's ``meta`` device (no memory, no init) and refuse, in one line, one
+    whose parameters cannot fit, before the real build allocates them. A builder that cannot run on
+    ``meta`` is not estimated (the bounds on its sizes still hold)."""
+    import torch
+
+    avail = available_memory_bytes()
+    if avail is None:
+        return
+    try:
+        with torch.device("meta"):
+            model = build()
+        tensors = list(model.parameters()) + list(model.buffers())
+        count = sum(t.numel() for t in tensors)
+        need = PARAM_COPIES * sum(t.numel() * t.element_size() for t in tensors)
+    except Exception:  # some builders compute with tensors in __init__; meta cannot
+        return
+    if need > avail:
+        raise IsodeployError(f"'{label}' has {count / 1e6:.0f} M parameters and needs at least {need / 2**30:.1f} GiB to build "
+                             f"and load; {avail / 2**30:.1f} GiB is available (are its sizes, e.g. num_classes, what you meant?)")

@@ -78,13 +78,13 @@ def build_metadata(loaded: Any, exporter: str, opset: int) -> dict[str, Any]:
     """The provenance later stages read back: source model, input size, normalisation, spec hash."""
     from isodeploy import __version__
 
-    folder = getattr(loaded, "folder", None)
-    source = str(Path(folder).resolve()) if folder is not None else (loaded.alias.name if loaded.alias else loaded.timm_name)
+    from isodeploy.core.provenance import source_record
+
     return {
         "version": __version__,
-        "source_model": source,
+        # by name and hash, never a local path: the file travels, and must not choose what verify loads
+        **source_record(loaded),
         "timm_name": loaded.timm_name,
-        "weights": str(loaded.weights),
         "spec_hash": spec_hash(loaded),
         "input_size": list(loaded.input_size),
         "mean": list(loaded.mean),
@@ -201,7 +201,8 @@ def export_onnx(
         onnx_model = clean_graph(load_onnx(raw), fold=fold_constants)
         meta = build_metadata(loaded, used, opset)
         set_metadata(onnx_model, meta)
-        onnx_model.doc_string = f"{meta['source_model']} exported by isodeploy {meta['version']} ({used}, opset {opset})"
+        origin = meta.get("source_model") or f"{meta['timm_name']} pruned in '{meta.get('source_folder')}'"
+        onnx_model.doc_string = f"{origin} exported by isodeploy {meta['version']} ({used}, opset {opset})"
         external = save_onnx_atomic(onnx_model, out_path, external_threshold=external_threshold or PROTOBUF_LIMIT)
     finally:
         remove_quietly(work)

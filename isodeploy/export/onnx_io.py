@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from isodeploy.errors import IsodeployError
 
@@ -24,6 +24,41 @@ META_PREFIX = "isodeploy."
 def external_data_path(onnx_path: Path) -> Path:
     """Where the weights of a large model live: ``model.onnx.data`` beside ``model.onnx``."""
     return onnx_path.with_name(onnx_path.name + ".data")
+
+
+def graph_tensors(model: Any) -> Iterator[tuple[str, Any]]:
+    """Every tensor an ONNX model stores: initializers *and* tensors held in node attributes (Constant
+    nodes' ``value``, any op's tensor attributes), in every subgraph (If/Loop/Scan bodies). Each comes
+    with a label for messages. Whatever is checked about initializers is checked about all of these:
+    external data can live in any of them."""
+    from onnx import AttributeProto
+
+    def walk(graph: Any) -> Iterator[tuple[str, Any]]:
+        for tensor in graph.initializer:
+            yield f"initializer '{tensor.name}'", tensor
+        for node in graph.node:
+            for attr in node.attribute:
+                label = f"{node.op_type} node '{node.name or (node.output[0] if node.output else '?')}' attribute '{attr.name}'"
+                if attr.type == AttributeProto.TENSOR:
+                    yield label, attr.t
+                elif attr.type == AttributeProto.TENSORS:
+                    yield from ((label, t) for t in attr.tensors)
+                elif attr.type == AttributeProto.SPARSE_TENSOR:
+                    yield from ((label, t) for t in (attr.sparse_tensor.values, attr.sparse_tensor.indices))
+                elif attr.type == AttributeProto.GRAPH:
+                    yield from walk(attr.g)
+                elif attr.type == AttributeProto.GRAPHS:
+                    for sub in attr.graphs:
+                        yield from walk(sub)
+
+    yield from walk(model.graph)
+
+
+def external_tensors(model: Any) -> list[tuple[str, Any]]:
+    """The (label, tensor) pairs of :func:`graph_tensors` whose data lives in a side file."""
+    from onnx import TensorProto
+
+    return [(label, t) for label, t in graph_tensors(model) if t.data_location == TensorProto.EXTERNAL]
 
 
 def load_onnx(path: Path | str, *, load_weights: bool = True) -> Any:
@@ -50,20 +85,20 @@ def load_onnx(path: Path | str, *, load_weights: bool = True) -> Any:
         raise IsodeployError(
             f"'{path}' is not a complete ONNX model (no graph, outputs or opset: truncated?); re-export it with 'isodeploy export'"
         )
-    if load_weights:
-        _load_external(model, path)
+    if external_tensors(model):
+        from isodeploy.core.artifacts import check_external_data
+
+        # checked even without loading: onnxruntime, TensorRT and Triton read the side files themselves
+        check_external_data(model, path)
+        if load_weights:
+            _load_external(model, path)
     return model
 
 
 def _load_external(model: Any, path: Path) -> None:
     """Pull side-file weights into memory, naming the missing side file when it is absent."""
-    from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+    from onnx.external_data_helper import load_external_data_for_model
 
-    if not any(uses_external_data(t) for t in model.graph.initializer):
-        return
-    from isodeploy.core.artifacts import check_external_data
-
-    check_external_data(model, path)  # never read a file outside the model's folder
     try:
         load_external_data_for_model(model, str(path.parent))
     except (FileNotFoundError, OSError, ValueError) as exc:
@@ -78,7 +113,7 @@ def weights_bytes(model: Any) -> int:
     from onnx.external_data_helper import uses_external_data
 
     total = 0
-    for t in model.graph.initializer:
+    for _, t in graph_tensors(model):
         if uses_external_data(t):
             total += next((int(e.value) for e in t.external_data if e.key == "length"), 0)
         else:

@@ -52,25 +52,14 @@ def _meta_tuple(meta: dict[str, str], key: str, default: tuple[float, ...]) -> t
 def open_reference(reference: str | None, candidate: Any, *, weights: str | None, img_size: int | None,
                    threads: int | None) -> Reference:
     """Build the reference runner. Without ``reference``, the model named in the candidate's metadata
-    (``isodeploy.source_model``) is rebuilt with the weights and options it was exported with."""
+    (``isodeploy.source_model``) is rebuilt with the options it was exported with and named weights
+    (pretrained, random); a weights file or pruned folder only when the user passes it (or, for a
+    pruned folder, when it is the folder holding the candidate)."""
     from isodeploy.runtime.ort import OrtRunner
 
     meta: dict[str, str] = getattr(candidate, "metadata", None) or _source_onnx_metadata(candidate)
     if reference is None:
-        if "source_model" not in meta:
-            raise IsodeployError(f"{candidate.name} names no source model in its metadata; pass --reference MODEL or --reference FP32.onnx")
-        from isodeploy.core.artifacts import read_onnx_source_meta
-
-        typed = read_onnx_source_meta(meta, str(getattr(candidate, "name", "the candidate")))  # one line when edited
-        reference = typed["source_model"]
-        weights = weights or typed["weights"] or "pretrained"
-        kwargs = dict(typed["create_kwargs"])
-        size = kwargs.pop("img_size", None)
-        exported = typed["input_size"] or ()
-        if size is None and len(exported) == 3 and exported[1] == exported[2]:
-            size = int(exported[2])  # fully convolutional models take the size at run time, not as a kwarg
-        size = img_size if img_size is not None else size
-        return _torch_reference(reference, candidate, weights, size, kwargs)
+        return _reference_from_metadata(candidate, meta, weights, img_size)
     if reference.lower().endswith(".onnx"):
         runner = OrtRunner(reference, threads=threads)
         if runner.precision != "fp32":
@@ -81,6 +70,39 @@ def open_reference(reference: str | None, candidate: Any, *, weights: str | None
         return Reference(runner, size, _meta_tuple(runner.metadata, "mean", DEFAULT_MEAN),
                          _meta_tuple(runner.metadata, "std", DEFAULT_STD), str(reference))
     return _torch_reference(reference, candidate, weights or "pretrained", img_size, {})
+
+
+def _reference_from_metadata(candidate: Any, meta: dict[str, str], weights: str | None, img_size: int | None) -> Reference:
+    """The model the candidate's metadata names, rebuilt by *name* only: a pruned model from the
+    isodeploy folder that holds the candidate (same weights hash), never a folder or weights file the
+    metadata points at (isodeploy.core.provenance says why)."""
+    from isodeploy.core.artifacts import read_onnx_source_meta
+    from isodeploy.core.provenance import names_a_path, own_folder, reference_weights
+
+    where = str(getattr(candidate, "name", "the candidate"))
+    path = getattr(candidate, "path", None)
+    if meta.get("source_folder") or meta.get("spec_hash"):  # a pruned model: only its own folder will do
+        folder = own_folder(path, meta)
+        if folder is None:
+            name = meta.get("source_folder") or "its isodeploy folder"
+            raise IsodeployError(f"{where} was exported from the pruned folder '{name}', which is not the folder holding it; "
+                                 f"verify loads a reference only from what you pass: add --reference PATH/TO/{name}")
+        return _torch_reference(str(folder), candidate, "pretrained", img_size, {})
+    if "source_model" not in meta:
+        raise IsodeployError(f"{candidate.name} names no source model in its metadata; pass --reference MODEL or --reference FP32.onnx")
+    typed = read_onnx_source_meta(meta, where)  # one line when edited
+    reference = typed["source_model"]
+    if names_a_path(reference):
+        raise IsodeployError(f"{where} names '{reference[:80]}' as its source, a path (or a name a file or folder here "
+                             "shadows); a file does not choose what verify loads: pass --reference MODEL|FOLDER|FP32.onnx")
+    weights = reference_weights(meta, weights, where)
+    kwargs = dict(typed["create_kwargs"])
+    size = kwargs.pop("img_size", None)
+    exported = typed["input_size"] or ()
+    if size is None and len(exported) == 3 and exported[1] == exported[2]:
+        size = int(exported[2])  # fully convolutional models take the size at run time, not as a kwarg
+    size = img_size if img_size is not None else size
+    return _torch_reference(reference, candidate, weights, size, kwargs)
 
 
 def _source_onnx_metadata(candidate: Any) -> dict[str, str]:

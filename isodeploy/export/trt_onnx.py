@@ -70,6 +70,9 @@ def load_onnx_proto(path: Path):
         ) from exc
     if not model.graph.node and not model.graph.output:
         raise IsodeployError(f"'{path}' is not a readable ONNX file (empty graph); re-export it with 'isodeploy export'")
+    from isodeploy.core.artifacts import check_external_data
+
+    check_external_data(model, path)  # TensorRT's parser and Triton read the side files: only ones beside the model
     return model
 
 
@@ -100,14 +103,14 @@ def _is_low_precision(model) -> bool:
 
 
 def _external_locations(model) -> list[str]:
-    from onnx import TensorProto
+    """Side files of every stored tensor: initializers and Constant-node tensors alike."""
+    from isodeploy.export.onnx_io import external_tensors
 
     locations: set[str] = set()
-    for t in model.graph.initializer:
-        if t.data_location == TensorProto.EXTERNAL:
-            for entry in t.external_data:
-                if entry.key == "location":
-                    locations.add(entry.value)
+    for _, t in external_tensors(model):
+        for entry in t.external_data:
+            if entry.key == "location":
+                locations.add(entry.value)
     return sorted(locations)
 
 

@@ -119,8 +119,13 @@ def _check_shapes(candidate: Any, cand: list[list[np.ndarray]], ref: list[list[n
 def _gate(stats: OutputStats, gates: Gates) -> None:
     """Fill ``passed`` and ``failures`` of one output, each failure naming the worst element."""
     worst = stats.worst.describe(stats.name) if stats.worst else f"output '{stats.name}'"
-    if stats.nonfinite:
-        stats.failures.append(f"output '{stats.name}': {stats.nonfinite} NaN/inf values where the reference is finite; {worst}")
+    # NaN/inf on either side fails whatever the gates: no tolerance, cosine or top-1 can judge them
+    if stats.reference_nonfinite:
+        stats.failures.append(f"output '{stats.name}': the reference gives {stats.reference_nonfinite} NaN/inf values, first at "
+                              f"{stats.first_nonfinite['reference']}; the reference itself is broken (NaN/inf weights?)")
+    if stats.candidate_nonfinite:
+        stats.failures.append(f"output '{stats.name}': the candidate gives {stats.candidate_nonfinite} NaN/inf values "
+                              f"({stats.nonfinite} where the reference is finite), first at {stats.first_nonfinite['candidate']}; {worst}")
     if stats.outside_tolerance:
         stats.failures.append(f"output '{stats.name}': {stats.outside_tolerance} of {stats.elements} elements outside "
                               f"{gates.atol or 0:g} + {gates.rtol or 0:g}·|ref|; {worst}")

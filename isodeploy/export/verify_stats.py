@@ -52,6 +52,10 @@ class OutputStats:
     top5_overlap: float | None
     worst: Worst | None
     max_abs_by_batch_size: dict[str, float] = field(default_factory=dict)
+    #: NaN/inf anywhere on each side, and where the first one sits (no gate can judge such an output)
+    candidate_nonfinite: int = 0
+    reference_nonfinite: int = 0
+    first_nonfinite: dict[str, str] = field(default_factory=dict)  # "candidate"/"reference" → position
     passed: bool = True
     failures: list[str] = field(default_factory=list)
 
@@ -93,7 +97,10 @@ def output_stats(name: str, cands: list[np.ndarray], refs: list[np.ndarray], ato
                  tie_rtol: float = 0.0) -> OutputStats:
     """Compare one output over all batches. ``atol``/``rtol`` set the per-element tolerance (None: ungated);
     ``tie_rtol`` widens the top-1 tie band for gates without an element tolerance (FP16)."""
-    with np.errstate(all="ignore"):  # inf/NaN candidates are reported, not warned about
+    import warnings
+
+    with np.errstate(all="ignore"), warnings.catch_warnings():  # inf/NaN are reported, not warned about
+        warnings.simplefilter("ignore", RuntimeWarning)
         return _output_stats(name, cands, refs, atol, rtol, tie_rtol)
 
 
@@ -138,7 +145,23 @@ def _output_stats(name: str, cands: list[np.ndarray], refs: list[np.ndarray], at
         top5_overlap=top5,
         worst=worst,
         max_abs_by_batch_size=by_size,
+        candidate_nonfinite=int((~np.isfinite(cand)).sum()),
+        reference_nonfinite=int((~np.isfinite(ref)).sum()),
+        first_nonfinite={side: _first_nonfinite(values, cands) for side, values in (("candidate", cand), ("reference", ref))
+                         if not np.isfinite(values).all()},
     )
+
+
+def _first_nonfinite(values: np.ndarray, cands: list[np.ndarray]) -> str:
+    """Where the first NaN/inf of one side sits, in words (batch, sample, element)."""
+    flat = int(np.flatnonzero(~np.isfinite(values))[0])
+    row, col = divmod(flat, values.shape[1])
+    batch, start = 0, 0
+    while start + len(cands[batch]) <= row:
+        start += len(cands[batch])
+        batch += 1
+    index = [int(i) for i in np.unravel_index(col, cands[batch].shape[1:])] if cands[batch].ndim > 1 else []
+    return f"element [{','.join(map(str, index))}] of sample {row - start} in batch {batch} (value {values[row, col]})"
 
 
 def _p99(err: np.ndarray) -> float:

@@ -120,6 +120,9 @@ def example_batch(example_inputs: Any) -> torch.Tensor:
 def check_example(model: nn.Module, example: torch.Tensor) -> list[int] | None:
     """Run the dense model once, so inputs that don't fit fail here, naming the parameter, not in the
     trace; returns the output shape per sample (None for non-tensor outputs)."""
+    from isodeploy.core.finite import check_finite_weights
+
+    check_finite_weights(list(model.named_parameters()) + list(model.named_buffers()), "the model to prune")
     try:
         with torch.no_grad():
             out = model(example)
@@ -127,6 +130,9 @@ def check_example(model: nn.Module, example: torch.Tensor) -> list[int] | None:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise IsodeployError(f"example_inputs= of shape {tuple(example.shape)} do not fit the model "
                              f"({type(exc).__name__}: {first[:160]})") from exc
+    if isinstance(out, torch.Tensor) and out.is_floating_point() and not torch.isfinite(out).all():
+        raise IsodeployError(f"the model to prune answers NaN/inf on example_inputs= of shape {tuple(example.shape)}; "
+                             "the self-check cannot tell a broken pruned copy from it")
     return list(out.shape[1:]) if isinstance(out, torch.Tensor) else None
 
 

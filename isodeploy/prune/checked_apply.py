@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import os
-import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -252,6 +251,7 @@ def apply_checked(dense: nn.Module, grouping: Grouping, example: torch.Tensor, p
     plan = replan(frozen_groups)
     model, changes, failure = checker.attempt(plan.keep, retrace=False)
     if failure is not None or model is None:
-        print(f"isodeploy: internal error: even the unpruned copy fails ({failure and failure.describe()})", file=sys.stderr)
-        model, changes = copy.deepcopy(dense), []
+        # Never write an unpruned copy as if it were pruned: the dense model itself fails the self-check
+        raise IsodeployError(f"the unpruned model itself fails the self-check ({failure and failure.describe()}); "
+                             "check the model and its weights (NaN/inf?)")
     return CheckedApply(model, plan, changes, frozen, checker.attempts, time.perf_counter() - t0, False)

@@ -168,7 +168,10 @@ def _resize_like(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
 
 
 def _set_attrs(model: nn.Module, modules: list[dict[str, Any]]) -> None:
+    """Restore what the fix-ups changed: only their attributes, with their types, agreeing with the
+    resized tensors (isodeploy.prune.restore says why)."""
     from isodeploy.core.artifacts import check_restorable_attr
+    from isodeploy.prune.restore import check_consistent, checked_value
 
     for entry in modules:
         try:
@@ -176,9 +179,12 @@ def _set_attrs(model: nn.Module, modules: list[dict[str, Any]]) -> None:
         except AttributeError:
             raise IsodeployError(f"the spec names module '{entry['module']}', which the rebuilt model lacks; "
                                  "the source model changed, or the spec was edited") from None
-        for attr, value in entry.get("attrs", {}).items():
+        attrs = entry.get("attrs", {})
+        for attr, value in attrs.items():
             check_restorable_attr(module, attr, value, entry["module"])
-            setattr(module, attr, tuple(value) if isinstance(value, list) else value)
+            setattr(module, attr, checked_value(module, attr, value, entry["module"]))
+        if attrs:
+            check_consistent(module, entry["module"], set(attrs))
 
 
 def rebuild(spec: dict[str, Any], state: dict[str, torch.Tensor], model: nn.Module | None = None,
@@ -246,6 +252,9 @@ def _check_output(model: nn.Module, spec: dict[str, Any], label: str, what: str 
     size = spec.get("source", {}).get("input_size")
     if not isinstance(expected, list) or not isinstance(size, list):
         return
+    from isodeploy.core.limits import check_input_fits
+
+    check_input_fits(2, [int(v) for v in size], f"{SPEC_FILE} input_size")  # before the forward allocates it
     try:
         with torch.no_grad():
             was = model.training
@@ -274,12 +283,18 @@ def load_folder(folder: Path, model: nn.Module | None = None, trusted_factory: s
     if not weights.is_file():
         raise IsodeployError(f"'{folder}' has {SPEC_FILE} but no {WEIGHTS_FILE}")
     expected = spec.get("weights_sha256")
-    if expected and sha256_file(weights) != expected:
+    if not expected:  # without it, any weights file would pass for the pruned one
+        raise IsodeployError(f"{folder / SPEC_FILE} records no weights_sha256, so {WEIGHTS_FILE} cannot be checked; "
+                             "re-run 'isodeploy prune' (or isodeploy.save) to write the folder again")
+    if sha256_file(weights) != expected:
         raise IsodeployError(f"{weights} does not match the spec (sha256 differs); re-run 'isodeploy prune' or restore the file")
     try:
         state = load_file(str(weights))
     except Exception as exc:
         raise IsodeployError(f"{weights} could not be read ({type(exc).__name__})") from exc
+    from isodeploy.core.finite import check_finite_weights
+
+    check_finite_weights(state.items(), f"weights file '{weights}'")
     pruned = rebuild(spec, state, model=model, trusted_factory=trusted_factory, trust=trust).eval()
     source = source_of_spec(spec, folder / SPEC_FILE)
     meta = spec["source"]

@@ -144,8 +144,9 @@ def load_state_file(path: Path) -> dict[str, torch.Tensor]:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
-            return load_file(str(path))
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
+            state = load_file(str(path))
+        else:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt files raise many different types
         from isodeploy.core.artifacts import pickle_refusal
 
@@ -156,6 +157,9 @@ def load_state_file(path: Path) -> dict[str, torch.Tensor]:
             state = state[key]
     if not isinstance(state, dict):
         raise IsodeployError(f"weights file '{path}' does not hold a state dict")
+    from isodeploy.core.finite import check_finite_weights
+
+    check_finite_weights(state.items(), f"weights file '{path}'")
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
@@ -177,6 +181,9 @@ def apply_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -
 
 def _check_input_size(model: nn.Module, timm_name: str, input_size: tuple[int, int, int]) -> None:
     """Run one tiny forward so that a size the model can't take fails here, in one line, not deep in export."""
+    from isodeploy.core.limits import check_input_fits
+
+    check_input_fits(1, input_size, f"model '{timm_name}' at --img-size {input_size[1]}")
     try:
         with torch.no_grad():
             model(torch.zeros(1, *input_size))

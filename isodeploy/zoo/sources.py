@@ -71,13 +71,17 @@ class Source:
 
     def create(self, *, pretrained: bool = False, trusted_factory: str | None = None, trust: bool = False) -> nn.Module:
         """Build the architecture (random init unless ``pretrained``)."""
+        from isodeploy.core.limits import check_build_fits
+
         if self.kind == "timm":
             import timm
 
             if not timm.is_model(self.name):
                 raise IsodeployError(f"the source model '{self.name}' is unknown to timm {timm.__version__}")
+            check_build_fits(lambda: timm.create_model(self.name, pretrained=False, **self.kwargs), self.label)  # before allocating
             return _call(lambda: timm.create_model(self.name, pretrained=pretrained, **self.kwargs), self.label, self.kwargs)
         if self.kind == "torchvision":
+            check_build_fits(lambda: torchvision_builder(self.name)(weights=None, **self.kwargs), self.label)
             return _call(lambda: torchvision_builder(self.name)(weights="DEFAULT" if pretrained else None, **self.kwargs),
                          self.label, self.kwargs)
         if self.kind == "factory":
@@ -148,10 +152,13 @@ def checked_kwargs(kind: str, kwargs: Any, where: str) -> dict[str, Any]:
         return {}
     if not isinstance(kwargs, dict):
         raise IsodeployError(f"{where}: the source's kwargs must be an object; got {type(kwargs).__name__}")
+    from isodeploy.core.bounds import check_size_kwarg  # every size from a file is bounded
+
     if kind == "factory":  # the factory is the user's own code, run only when trusted; plain JSON values only
         for key, value in kwargs.items():
             if not isinstance(value, (int, float, str, bool, list, type(None))):
                 raise IsodeployError(f"{where}: factory kwarg '{key}' has a non-JSON value")
+            check_size_kwarg(key, value, where)
         return dict(kwargs)
     allowed = ALLOWED_KWARGS.get(kind, {})
     out = {}
@@ -160,6 +167,7 @@ def checked_kwargs(kind: str, kwargs: Any, where: str) -> dict[str, Any]:
             raise IsodeployError(f"{where}: '{key}' may not come from a file (allowed for {kind}: {', '.join(sorted(allowed))})")
         if isinstance(value, bool) and bool not in allowed[key] or not isinstance(value, allowed[key]):
             raise IsodeployError(f"{where}: '{key}' must be {'/'.join(t.__name__ for t in allowed[key])}; got {value!r}")
+        check_size_kwarg(key, value, where)
         out[key] = tuple(value) if isinstance(value, list) else value
     return out
 
