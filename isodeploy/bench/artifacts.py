@@ -6,7 +6,6 @@ second with one line instead of after minutes of benchmarking.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,10 +100,9 @@ def plan_metadata(path: Path) -> dict[str, Any]:
     meta = Path(str(path) + ".json")
     if not meta.is_file():
         return {}
-    try:
-        data = json.loads(meta.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise IsodeployError(f"engine metadata '{meta}' is not valid JSON") from exc
+    from isodeploy.core.jsonread import read_json_file
+
+    data = read_json_file(meta, "engine metadata file", "rebuild the engine with 'isodeploy build-engine'")
     return data if isinstance(data, dict) else {}
 
 

@@ -11,7 +11,6 @@ marker lists as isodeploy's, and first removes temporaries of killed runs (docs/
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,8 +220,7 @@ def run_pipeline(opts: PipelineOptions, say: Callable[[str], None] = print) -> P
 
 def load_json(path: Path) -> dict[str, Any] | None:
     """A JSON object the run wrote, or None when it is missing or damaged (the report says so)."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
+    from isodeploy.core.jsonread import read_json_quietly
+
+    data = read_json_quietly(Path(path))
     return data if isinstance(data, dict) else None

@@ -27,15 +27,14 @@ WEIGHTS_FILE = "model.safetensors"
 
 def read_spec(folder: Path) -> dict[str, Any]:
     """Read and check ``isodeploy.json``: schema version and required fields."""
+    from isodeploy.core.jsonread import read_json_file
+
     path = Path(folder) / SPEC_FILE
-    try:
-        spec = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise IsodeployError(f"'{folder}' holds no {SPEC_FILE}; pass an isodeploy output folder") from exc
-    except json.JSONDecodeError as exc:
-        raise IsodeployError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from exc
-    except (UnicodeDecodeError, IsADirectoryError) as exc:
-        raise IsodeployError(f"{path} is not a JSON text file; restore it or re-run 'isodeploy prune'") from exc
+    if not path.exists() and not path.is_symlink():
+        raise IsodeployError(f"'{folder}' holds no {SPEC_FILE}; pass an isodeploy output folder")
+    if path.is_dir():
+        raise IsodeployError(f"{path} is a folder, not a JSON text file; restore it or re-run 'isodeploy prune'")
+    spec = read_json_file(path, "pruning spec", "restore it or re-run 'isodeploy prune'")
     if not isinstance(spec, dict):
         raise IsodeployError(f"{path} holds a JSON {type(spec).__name__}, not a pruning spec")
     schema = spec.get("schema")
@@ -91,10 +90,9 @@ def write_folder(folder: Path, model: nn.Module, spec: dict[str, Any], force: bo
 
 
 def _old_spec(folder: Path) -> dict[str, Any]:
-    try:
-        old = json.loads((Path(folder) / SPEC_FILE).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return {}
+    from isodeploy.core.jsonread import read_json_quietly
+
+    old = read_json_quietly(Path(folder) / SPEC_FILE)
     return old if isinstance(old, dict) else {}
 
 

@@ -1,0 +1,191 @@
+"""Reliability round 3 (issue 21, §6 and §7): no tracebacks anywhere, and the everyday mistakes.
+
+Every JSON isodeploy reads goes through one bounded reader (isodeploy/core/jsonread.py); every
+Python API argument through one check (isodeploy/core/api_args.py). Each case here is a one-line
+repro of the catalogue that failed before its fix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+from reliability_check import TINY, assert_refused, run, snapshot
+
+from isodeploy.cli import main
+from isodeploy.core.fileio import OWNER_FILE
+
+DEEP = "[" * 100000 + "]" * 100000  # Python's parser raises RecursionError on this
+
+
+@pytest.fixture(scope="module")
+def pruned(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pruned") / "p"
+    assert main(["prune", *TINY, "-o", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def exported(pruned, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    assert main(["export", str(pruned), "-o", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def baseline(exported, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("base") / "base.json"
+    assert main(["bench", str(exported), "--runtime", "ort", "--iters", "3", "--warmup", "1", "--no-memory", "--json", str(out)]) == 0
+    return out
+
+
+BENCH = ["--runtime", "ort", "--iters", "3", "--warmup", "1", "--no-memory"]
+
+
+# ---------------------------------------------------------------- §6 one bounded JSON reader
+def test_deeply_nested_json_is_one_line_everywhere(pruned, exported, tmp_path, capsys):
+    deep = tmp_path / "deep.json"
+    deep.write_text(DEEP)
+    folder = tmp_path / "folder"
+    shutil.copytree(pruned, folder)
+    (folder / "isodeploy.json").write_text(DEEP)
+    for args in (["export", folder, "-o", tmp_path / "x.onnx"], ["compare", deep], ["bench", exported, *BENCH, "--baseline", deep]):
+        line = assert_refused(run(capsys, *args), 2, "nests JSON deeper than")
+        assert str(deep if args[0] != "export" else folder / "isodeploy.json") in line
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_a_deep_engine_metadata_file_is_one_line(tmp_path, capsys):
+    plan = tmp_path / "e.plan"
+    plan.write_bytes(b"not an engine")
+    Path(str(plan) + ".json").write_text(DEEP)
+    assert_refused(run(capsys, "triton-repo", plan, "--name", "m", "-o", tmp_path / "repo"), 2, "nests JSON deeper than")
+    assert_refused(run(capsys, "compare", plan), 2, "nests JSON deeper than")
+    assert not (tmp_path / "repo").exists()
+
+
+def test_a_deep_marker_or_stage_record_only_causes_a_rerun(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["prune-export", *TINY, "--no-bench", "-o", out]
+    assert run(capsys, *args).code == 0
+    (out / OWNER_FILE).write_text(DEEP)
+    result = run(capsys, *args)
+    assert result.code == 0 and "Traceback" not in result.text, result.text[-2000:]
+    assert json.loads((out / OWNER_FILE).read_text())["files"]  # rewritten as a real marker
+
+
+def test_moderately_deep_json_that_python_parses_is_refused_too(tmp_path, capsys):
+    """500 levels parse, but break every recursive consumer later: the reader bounds depth itself."""
+    from isodeploy.core.jsonread import MAX_DEPTH, JsonError, parse_json
+
+    assert parse_json("[" * MAX_DEPTH + "]" * MAX_DEPTH, "x") is not None
+    with pytest.raises(JsonError, match="deeper than"):
+        parse_json("[" * 500 + "]" * 500, "x")
+    report = tmp_path / "r.json"
+    report.write_text(json.dumps({"schema": "x", "results": [], "env": {"a": json.loads("[" * 500 + "]" * 500)}}))
+    assert_refused(run(capsys, "compare", report), 2, "deeper than")
+
+
+# ---------------------------------------------------------------- §6 damaged baselines
+def _damaged(baseline: Path, tmp_path: Path, how: str) -> Path:
+    report = json.loads(baseline.read_text())
+    if how == "latency text":
+        report["results"][0]["latency"] = "x"
+    elif how == "results text":
+        report["results"] = "x"
+    elif how == "result text":
+        report["results"][0] = "x"
+    elif how == "memory list":
+        report["results"][0]["memory"] = [1]
+    elif how == "env text":
+        report["env"] = "x"
+    elif how == "notes object":
+        report["notes"] = {"a": 1}
+    path = tmp_path / "damaged.json"
+    path.write_text(json.dumps(report))
+    return path
+
+
+DAMAGES = ["latency text", "results text", "result text", "memory list", "env text", "notes object"]
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_a_damaged_baseline_is_one_line_in_bench_and_compare(exported, baseline, tmp_path, capsys, how):
+    damaged = _damaged(baseline, tmp_path, how)
+    assert_refused(run(capsys, "compare", damaged), 2, "damaged bench report")
+    result = run(capsys, "bench", exported, *BENCH, "--baseline", damaged)
+    assert_refused(result, 2, "damaged bench report")
+    assert "p50" not in result.out  # refused before measuring
+
+
+# ---------------------------------------------------------------- §6 triton-repo --check, off-spec server
+def _tiny_onnx(folder: Path) -> Path:
+    """logits[i] = sum of sample i's inputs, 10 times: what tests/fake_triton.py computes."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((10, 3 * 8 * 8), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["input"], ["flat"]), helper.make_node("Gemm", ["flat", "w"], ["logits"], transB=1)], "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])], [weight])
+    path = folder / "tiny.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+@pytest.fixture()
+def fake_triton(tmp_path, monkeypatch, capsys):
+    """(onnx, args of a `triton-repo --check` against tests/fake_triton.py, set_mode)."""
+    onnx_path = _tiny_onnx(tmp_path)
+    args = ["triton-repo", onnx_path, "--name", "tiny", "-o", tmp_path / "repo", "--max-batch", "4"]
+    assert run(capsys, *args, "--json", tmp_path / "written.json").code == 0
+    written = json.loads((tmp_path / "written.json").read_text())["config"]
+    served = {"name": written["name"], "platform": written["platform"], "max_batch_size": written["max_batch_size"],
+              "input": [{"name": t["name"], "data_type": t["data_type"], "dims": [str(d) for d in t["dims"]]} for t in written["inputs"]],
+              "output": [{"name": t["name"], "data_type": t["data_type"], "dims": [str(d) for d in t["dims"]]} for t in written["outputs"]],
+              "dynamic_batching": {"preferred_batch_size": written["preferred_batch_sizes"],
+                                   "max_queue_delay_microseconds": str(written["max_queue_delay_us"])},
+              "instance_group": [{"kind": written["instance_kind"], "count": written["instance_count"]}]}
+    (tmp_path / "served.json").write_text(json.dumps(served))
+    server = tmp_path / "tritonserver"
+    server.write_text(f"#!{sys.executable}\nimport runpy, sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+                      "runpy.run_module('fake_triton', run_name='__main__')\n")
+    server.chmod(0o755)
+    monkeypatch.setenv("FAKE_TRITON_CONFIG", str(tmp_path / "served.json"))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # a failed check keeps its log folder: here
+    return [*args, "--check", "--server", server], lambda mode: monkeypatch.setenv("FAKE_TRITON_MODE", mode)
+
+
+def test_the_fake_server_passes_when_it_answers_to_spec(fake_triton, capsys):
+    args, mode = fake_triton
+    for good in ("good", "version_html"):  # the version is only shown: an odd reply there is '?'
+        mode(good)
+        result = run(capsys, *args)
+        assert result.code == 0, result.text[-2000:]
+        assert "'tiny' READY" in result.out
+
+
+@pytest.mark.parametrize("how,needle", [
+    ("config_html", "is not valid JSON"),
+    ("config_list", "is a JSON list, not a model config object"),
+    ("config_dims_text", "config of 'tiny' is off-spec"),
+    ("bf16", "datatype 'BF16', which isodeploy cannot compare"),
+    ("no_dtype", "has no datatype"),
+    ("wrong_shape", "shape [2, 99] of FP32 needs 792"),
+    ("header_size", "declares a JSON header of abc bytes"),
+    ("no_output", "has no output 'logits'"),
+])
+def test_off_spec_triton_replies_are_one_line(fake_triton, capsys, how, needle):
+    args, mode = fake_triton
+    mode(how)
+    line = assert_refused(run(capsys, *args), 1, needle)
+    assert "KServe v2" in line
