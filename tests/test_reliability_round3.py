@@ -189,3 +189,26 @@ def test_off_spec_triton_replies_are_one_line(fake_triton, capsys, how, needle):
     mode(how)
     line = assert_refused(run(capsys, *args), 1, needle)
     assert "KServe v2" in line
+
+
+# ---------------------------------------------------------------- §6 data-dependent shapes
+def test_a_data_dependent_shape_is_frozen_and_reported_not_a_guard_error(tmp_path, capsys):
+    import torch
+    from round3_models import DataDependent
+
+    import isodeploy
+
+    torch.manual_seed(0)
+    model, x = DataDependent().eval(), torch.randn(2, 3, 16, 16)
+    grouping = isodeploy.analyze(model, x)
+    reasons = {u["param"]: u["reason"] for u in grouping.to_json()["unprunable"]}
+    assert "data-dependent size" in reasons["fc.weight:1"] and "slice" in reasons["fc.weight:1"]
+    assert [c.signature for c in grouping.classes] == ["conv→relu→conv"]  # what does not cross it still prunes
+    result = isodeploy.prune(model, x, ratio=0.5)
+    assert result.model(x).shape == (2, 10) and result.model.conv1.out_channels == 8
+    factory = ["round3_models:data_dependent", "--weights", "random", "--img-size", "16"]
+    result = run(capsys, "groups", *factory)
+    assert result.code == 0 and "data-dependent size" in " ".join(result.out.split()), result.text[-2000:]
+    result = run(capsys, "prune", *factory, "--ratio", "0.5", "-o", tmp_path / "o")
+    assert result.code == 0, result.text[-2000:]
+    assert (tmp_path / "o" / "model.safetensors").is_file()
