@@ -212,3 +212,25 @@ def test_a_data_dependent_shape_is_frozen_and_reported_not_a_guard_error(tmp_pat
     result = run(capsys, "prune", *factory, "--ratio", "0.5", "-o", tmp_path / "o")
     assert result.code == 0, result.text[-2000:]
     assert (tmp_path / "o" / "model.safetensors").is_file()
+
+
+# ---------------------------------------------------------------- §6 safetensors write errors
+FILE_SIZE_LIMITED = """import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG, like a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+from isodeploy.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_failed_safetensors_write_is_one_line_and_leaves_nothing(tmp_path):
+    """safetensors raises SafetensorError (not OSError) when the disk is full: a real write error,
+    made here with a 1 MiB file-size limit in a child process (the weights are ~5 MB)."""
+    import subprocess
+
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-c", FILE_SIZE_LIMITED, "prune", *TINY, "-o", out],
+                          capture_output=True, text=True, env=dict(os.environ, COLUMNS="200"), timeout=300)
+    assert "Traceback" not in proc.stderr and proc.returncode == 2, proc.stderr[-2000:]
+    assert f"error: cannot write {out / 'model.safetensors'}: File too large" in proc.stderr
+    assert not out.exists() or not any(p.name.endswith(".safetensors") or ".isodeploy-tmp-" in p.name for p in out.iterdir())

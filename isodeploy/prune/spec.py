@@ -99,17 +99,35 @@ def _old_spec(folder: Path) -> dict[str, Any]:
 def _write_weights_and_spec(folder: Path, model: nn.Module, spec: dict[str, Any], old: dict[str, Any], keep: tuple[str, ...]) -> None:
     """Weights first, then the spec naming their hash: a kill between the two leaves a spec whose
     hash no longer matches, which every reader refuses and every re-run replaces."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     from isodeploy.core.fileio import atomic_path
 
     with atomic_path(folder / WEIGHTS_FILE) as tmp_weights:
-        save_file(tensors_to_save(model), str(tmp_weights), metadata={"format": "pt", "isodeploy": __version__})
+        try:
+            save_file(tensors_to_save(model), str(tmp_weights), metadata={"format": "pt", "isodeploy": __version__})
+        except SafetensorError as exc:  # not an OSError: disk full, a read-only folder, a file-size limit
+            raise safetensors_write_error(folder / WEIGHTS_FILE, exc) from None
         digest = sha256_file(tmp_weights)
     spec = dict(spec, weights_sha256=digest)
     spec.update({k: old[k] for k in keep if k in old})
     with atomic_path(folder / SPEC_FILE) as tmp_spec:
         tmp_spec.write_text(json.dumps(spec, indent=2, default=_jsonable) + "\n")
+
+
+def safetensors_write_error(target: Path, exc: Exception) -> IsodeployError:
+    """safetensors reports a failed write as ``SafetensorError: … I/O error: … (os error 28)``: the
+    same one line as any other failed write (``cannot write PATH: No space left on device; …``)."""
+    import errno
+    import os
+    import re
+
+    from isodeploy.core.fileio import _cannot_write
+
+    match = re.search(r"os error (\d+)", str(exc))
+    code = int(match.group(1)) if match else errno.EIO
+    return _cannot_write(target, OSError(code, os.strerror(code)))
 
 
 def tensors_to_save(model: nn.Module) -> dict[str, torch.Tensor]:
