@@ -25,3 +25,9 @@ class DataDependent(nn.Module):
 
 def data_dependent(num_classes: int = 10, **_: object) -> nn.Module:
     return DataDependent(num_classes)
+
+
+def tiny_cnn(num_classes: int = 10, **_: object) -> nn.Module:
+    """A small plain CNN (a factory for CLI tests)."""
+    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, num_classes))

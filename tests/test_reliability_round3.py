@@ -234,3 +234,16 @@ def test_a_failed_safetensors_write_is_one_line_and_leaves_nothing(tmp_path):
     assert "Traceback" not in proc.stderr and proc.returncode == 2, proc.stderr[-2000:]
     assert f"error: cannot write {out / 'model.safetensors'}: File too large" in proc.stderr
     assert not out.exists() or not any(p.name.endswith(".safetensors") or ".isodeploy-tmp-" in p.name for p in out.iterdir())
+
+
+# ---------------------------------------------------------------- §6 compare --uniform-twin of any source
+def test_uniform_twin_of_a_torchvision_folder_and_an_untrusted_factory_folder(tmp_path, capsys):
+    tv = tmp_path / "tv"
+    assert run(capsys, "prune", "torchvision:resnet18", "--weights", "random", "--img-size", "32", "--ratio", "0.3", "-o", tv).code == 0
+    result = run(capsys, "compare", tv, "--uniform-twin", "--runtime", "torch", "--iters", "2", "--warmup", "1", "--no-memory")
+    assert result.code == 0, result.text[-2000:]
+    assert "uniform-twin" in result.out
+    fac = tmp_path / "fac"
+    assert run(capsys, "prune", "round3_models:tiny_cnn", "--weights", "random", "--img-size", "16", "--ratio", "0.5", "-o", fac).code == 0
+    line = assert_refused(run(capsys, "compare", fac, "--uniform-twin", "--runtime", "torch", "--iters", "2"), 2)
+    assert "--trust-factory round3_models:tiny_cnn" in line

@@ -54,6 +54,11 @@ def trust_factories(names: list[str]) -> None:
         _TRUSTED.add(name)
 
 
+def is_trusted(name: str) -> bool:
+    """Whether the user trusted the factory ``name`` (``--trust-factory``, or by naming it as MODEL)."""
+    return name in _TRUSTED
+
+
 @dataclass
 class Source:
     """How to build the dense architecture: ``kind`` + ``name`` + keyword arguments."""
