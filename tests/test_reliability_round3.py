@@ -247,3 +247,107 @@ def test_uniform_twin_of_a_torchvision_folder_and_an_untrusted_factory_folder(tm
     assert run(capsys, "prune", "round3_models:tiny_cnn", "--weights", "random", "--img-size", "16", "--ratio", "0.5", "-o", fac).code == 0
     line = assert_refused(run(capsys, "compare", fac, "--uniform-twin", "--runtime", "torch", "--iters", "2"), 2)
     assert "--trust-factory round3_models:tiny_cnn" in line
+
+
+# ---------------------------------------------------------------- §6 the Python API names the argument
+def _api_calls(tmp_path):
+    import torch
+    from round3_models import tiny_cnn
+
+    import isodeploy
+
+    model, x = tiny_cnn().eval(), torch.randn(2, 3, 16, 16)
+    (tmp_path / "afile").write_text("x")
+    return {
+        "ratios": lambda: isodeploy.prune(model, x, ratios="0.3"),
+        "target_macs": lambda: isodeploy.prune(model, x, target_macs="4.2G"),
+        "preset": lambda: isodeploy.prune(model, x, preset=5),
+        "result": lambda: isodeploy.save("x", tmp_path / "out"),
+        "folder": lambda: isodeploy.load(None),
+        "folder ": lambda: isodeploy.load(tmp_path / "afile"),
+        "path": lambda: isodeploy.export_onnx(model, 5, example_inputs=x),
+        "rules": lambda: isodeploy.analyze(model, x, rules=[1]),
+        "strict": lambda: isodeploy.analyze(model, x, strict="yes"),
+        "macs": lambda: isodeploy.register_op("relu", macs="not a function"),
+        "artifacts": lambda: isodeploy.bench("model.onnx"),
+        "name": lambda: isodeploy.create_model(5),
+    }
+
+
+@pytest.mark.parametrize("param", list(_api_calls(Path("/nonexistent"))))
+def test_api_wrong_types_are_one_parameter_error(tmp_path, param):
+    from isodeploy.errors import ParameterError
+
+    with pytest.raises(ParameterError) as info:
+        _api_calls(tmp_path)[param]()
+    assert str(info.value).startswith(f"{param.strip()}= must be") and "\n" not in str(info.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_mac_formula_returning_text_is_one_line_naming_the_op():
+    import torch
+    from torch import nn
+
+    import isodeploy
+    from isodeploy.graph.ops import TABLE
+
+    spec = TABLE.lookup(torch.ops.aten.hardtanh)
+    old = spec.macs if spec is not None else None
+    isodeploy.register_op(torch.ops.aten.hardtanh, macs=lambda node, shape: "lots", replace=True)
+    try:
+        model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Hardtanh(), nn.Conv2d(8, 8, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                              nn.Linear(8, 4)).eval()
+        with pytest.raises(isodeploy.IsodeployError, match="MAC formula registered for op 'hardtanh' returned 'lots'"):
+            isodeploy.prune(model, torch.randn(2, 3, 16, 16), ratio=0.5)
+    finally:
+        TABLE.lookup(torch.ops.aten.hardtanh).macs = old
+
+
+# ---------------------------------------------------------------- §7 MODEL: a name or a folder
+def test_output_folder_named_like_the_model_and_stray_folders(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    name = TINY[0]
+    args = ["prune-export", *TINY, "--no-bench", "--no-uniform-twin", "-o", name]
+    result = run(capsys, *args)
+    assert result.code == 0, result.text[-2000:]
+    assert (tmp_path / name / "model.onnx").is_file()
+    assert "unchanged, skipped" in run(capsys, *args).out  # a re-run still means the model, not the folder
+    # the folder now holds isodeploy.json: the bare name is still the model (with a warning), ./NAME the folder
+    result = run(capsys, "export", name, "--weights", "random", "--img-size", "32", "-o", "dense.onnx")
+    assert result.code == 0 and f"pass ./{name} for the folder" in result.err, result.text[-2000:]
+    assert run(capsys, "export", f"./{name}", "-o", "pruned.onnx").code == 0
+    assert (tmp_path / "dense.onnx").stat().st_size > (tmp_path / "pruned.onnx").stat().st_size
+    (tmp_path / "resnet18").mkdir()  # a stray folder (no isodeploy.json) never hides a model
+    assert run(capsys, "groups", "resnet18", "--weights", "random", "--img-size", "32").code == 0
+    assert_refused(run(capsys, "export", "./resnet18", "-o", "r.onnx"), 2, "holds no isodeploy.json")
+    assert_refused(run(capsys, "export", "./nothere", "-o", "r.onnx"), 2, "'./nothere' does not exist")
+
+
+def test_a_factory_named_on_the_command_line_is_trusted_for_that_command(tmp_path, capsys):
+    out = tmp_path / "run"
+    result = run(capsys, "prune-export", "round3_models:tiny_cnn", "--weights", "random", "--img-size", "16", "--ratio", "0.5",
+                 "--no-bench", "-o", out)
+    assert result.code == 0, result.text[-2000:]
+    assert (out / "model.onnx").is_file()
+    # the trust ends with the command: the folder alone does not choose code, and the CLI names the flag
+    line = assert_refused(run(capsys, "export", out, "-o", tmp_path / "x.onnx"), 2, "--trust-factory round3_models:tiny_cnn")
+    assert "trust=True" not in line
+
+
+# ---------------------------------------------------------------- §7 messages name the flag the user typed
+def test_messages_name_the_flag_the_user_typed(tmp_path, capsys):
+    line = assert_refused(run(capsys, "prune", *TINY, "--embed-ratio", "1.5", "-o", tmp_path / "o"), 2)
+    assert line.startswith("error: --embed-ratio must be") and "ratios[" not in line
+    line = assert_refused(run(capsys, "groups", "resnet18", "--weights", "random", "--img-size", "32", "--check", "1.5"), 2)
+    assert line.startswith("error: --check must be")
+    assert not (tmp_path / "o").exists()
+
+
+def test_img_size_on_a_pruned_folder_is_said_to_be_ignored(pruned, exported, tmp_path, capsys):
+    needle = "--img-size ignored"
+    for args in (["export", pruned, "--img-size", "64", "-o", tmp_path / "x.onnx"],
+                 ["verify", exported, "--reference", pruned, "--img-size", "64", "--inputs", "2"],
+                 ["bench", pruned, "--img-size", "64", "--runtime", "torch", "--iters", "2", "--warmup", "0", "--no-memory"],
+                 ["groups", pruned, "--img-size", "64"]):
+        result = run(capsys, *args)
+        assert result.code == 0 and needle in result.err, (args[0], result.text[-1500:])

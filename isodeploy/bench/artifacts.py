@@ -45,7 +45,9 @@ def resolve_artifact(query: str, img_size: int | None = None) -> ArtifactRef:
     """Classify ``query``; an unknown file type or a missing file is one clear error."""
     path = Path(query)
     suffix = path.suffix.lower()
-    if path.is_dir():
+    from isodeploy.zoo.load import model_folder, names_a_model
+
+    if model_folder(query) is not None and model_folder(query).is_dir() or (path.is_dir() and not names_a_model(query)):
         from isodeploy.zoo import SPEC_FILE
 
         if not (path / SPEC_FILE).is_file():

@@ -40,6 +40,9 @@ def compare(
     from isodeploy.bench.report import load_report, write_text_atomic
     from isodeploy.bench.suite import run_bench
 
+    from isodeploy.commands.common import check_artifact_arguments
+
+    check_artifact_arguments(artifacts, img_size)
     acc = parse_accuracy(accuracy)
     saved = [a for a in artifacts if a.lower().endswith(".json")]
     fresh = [a for a in artifacts if not a.lower().endswith(".json")]

@@ -61,12 +61,13 @@ def prune(
 
     from isodeploy.core.artifacts import legacy_entries
     from isodeploy.core.fileio import probe_output_folder
+    from isodeploy.zoo.load import model_folder
 
     # -o is checked before the long work (the write re-checks under the folder's lock)
-    probe_output_folder(output, adopt=legacy_entries, input_folder=Path(model) if Path(model).is_dir() else None)
-    from isodeploy.commands.common import warn, warn_ignored_for_folder
+    probe_output_folder(output, adopt=legacy_entries, input_folder=model_folder(model))
+    from isodeploy.commands.common import check_model_argument, warn
 
-    warn_ignored_for_folder(model, weights, img_size)
+    check_model_argument(model, weights, img_size)
     if calib_data is not None and importance != "taylor":
         warn(f"--calib-data is ignored: only --importance taylor uses calibration images (this run: {importance})")
     recipe = preset or api.default_preset(model)
@@ -78,7 +79,10 @@ def prune(
         raise IsodeployError(f"no ratios for '{model}': pass --preset, --ratio or --target-macs (see 'isodeploy presets')")
     options = dict(ratio=ratio, ratios=ratios, preset=recipe, ranking=ranking, importance=importance, norm=norm, round_to=round_to,
                    max_group_ratio=max_group_ratio, target_macs=parse_macs(target_macs))
-    api.prune_config(**options)  # bad options fail here, before the model is built
+    from isodeploy.commands.common import flags_as
+
+    with flags_as({f"ratios['{kind}']": "--" + field.replace("_", "-") for kind, field in api.RATIO_KINDS.items()}):
+        api.prune_config(**options)  # bad options fail here, before the model is built
     console = Console()
     with console.status(f"loading {model}") as status:
         dense = api.create_model(model, weights=weights, img_size=img_size)

@@ -39,9 +39,9 @@ def prune_export(
     from isodeploy.pipeline.run import PipelineOptions, run_pipeline
     from isodeploy.pipeline.summary import print_summary
 
-    from isodeploy.commands.common import warn_ignored_for_folder
+    from isodeploy.commands.common import check_model_argument
 
-    warn_ignored_for_folder(model, weights, img_size)
+    check_model_argument(model, weights, img_size)  # also: a factory named here is trusted
     console = Console()
     opts = PipelineOptions(model=model, output=output, target=target, preset=preset, ratio=ratio, weights=weights,
                            img_size=img_size, finetune_data=finetune_data, epochs=epochs, bench=bench, bench_batch=bench_batch,

@@ -125,7 +125,9 @@ class Pipeline:
     def run(self) -> PipelineResult:
         from isodeploy.pipeline import stages
 
-        model_folder = Path(self.opts.model) if Path(self.opts.model).is_dir() else None
+        from isodeploy.zoo.load import model_folder as folder_of
+
+        model_folder = folder_of(self.opts.model)  # a name is a model even when -o has that name
         with open_output_folder(self.dir, adopt=legacy_entries, input_folder=model_folder, known_names=KNOWN_OUTPUTS) as out:
             self.out = out
             self.dir = out.path
