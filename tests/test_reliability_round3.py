@@ -354,3 +354,21 @@ def test_img_size_on_a_pruned_folder_is_said_to_be_ignored(pruned, exported, tmp
                  ["groups", pruned, "--img-size", "64"]):
         result = run(capsys, *args)
         assert result.code == 0 and needle in result.err, (args[0], result.text[-1500:])
+
+
+# ---------------------------------------------------------------- §7 torch 2.14's pickle refusal
+def test_a_blocked_module_global_gets_the_safetensors_fix(tmp_path, capsys):
+    """torch 2.14 refuses ``GLOBAL os.system`` with "unsupported GLOBAL … whose module os is blocked"."""
+    import zipfile
+
+    import torch
+
+    torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "ok.pth")
+    evil = tmp_path / "evil.pth"
+    payload = b"\x80\x02cos\nsystem\nq\x00X\x02\x00\x00\x00idq\x01\x85q\x02Rq\x03."  # os.system("id") on unpickling
+    with zipfile.ZipFile(tmp_path / "ok.pth") as src, zipfile.ZipFile(evil, "w") as dst:
+        for name in src.namelist():
+            dst.writestr(name, payload if name.endswith("data.pkl") else src.read(name))
+    line = assert_refused(run(capsys, "prune", "resnet18", "--weights", evil, "--ratio", "0.3", "-o", tmp_path / "o"), 2)
+    assert "holds pickled objects" in line and "re-save it as safetensors" in line
+    assert not (tmp_path / "o").exists()

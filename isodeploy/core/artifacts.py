@@ -197,7 +197,10 @@ def pickle_refusal(path: Path, exc: BaseException, what: str = "weights file") -
     """The one-line refusal for a file ``torch.load(weights_only=True)`` would not open because it
     holds pickled objects (code could run on load); None for other read errors."""
     # torch names the class it would have had to import; garbage bytes fail with other messages
-    if "Unsupported global" in str(exc) or "not an allowed global" in str(exc):
+    # torch ≤ 2.13: "Unsupported global: GLOBAL x.Y was not an allowed global"; 2.14 also says "Trying to
+    # load unsupported GLOBAL os.system whose module os is blocked"
+    text = str(exc).lower()
+    if "unsupported global" in text or "not an allowed global" in text:
         return IsodeployError(f"{what} '{path}' was not loaded: it holds pickled objects (loading them could run code); "
                               "re-save it as safetensors: safetensors.torch.save_file(state_dict, 'model.safetensors')")
     return None
