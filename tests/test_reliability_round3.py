@@ -372,3 +372,32 @@ def test_a_blocked_module_global_gets_the_safetensors_fix(tmp_path, capsys):
     line = assert_refused(run(capsys, "prune", "resnet18", "--weights", evil, "--ratio", "0.3", "-o", tmp_path / "o"), 2)
     assert "holds pickled objects" in line and "re-save it as safetensors" in line
     assert not (tmp_path / "o").exists()
+
+
+# ---------------------------------------------------------------- §7 an unreadable class folder
+def test_an_unreadable_calibration_class_folder_is_an_error(tmp_path):
+    """rglob skips a folder it cannot read: a whole class would vanish from the calibration set.
+    As root, permissions are enforced by dropping CAP_DAC_OVERRIDE for the child (setpriv)."""
+    import subprocess
+
+    from PIL import Image
+
+    data = tmp_path / "data"
+    for name in ("cat", "dog"):
+        (data / name).mkdir(parents=True)
+        Image.new("RGB", (40, 40), (10, 200, 30)).save(data / name / "0.png")
+    (data / "dog").chmod(0)
+    prefix = []
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv"):
+            pytest.skip("root without setpriv: permissions cannot be enforced")
+        prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+    try:
+        proc = subprocess.run([*prefix, sys.executable, "-m", "isodeploy", "prune", *TINY, "--importance", "taylor",
+                               "--calib-data", data, "-o", tmp_path / "o"], capture_output=True, text=True, timeout=300,
+                              env=dict(os.environ, COLUMNS="200"))
+    finally:
+        (data / "dog").chmod(0o755)
+    assert "Traceback" not in proc.stderr and proc.returncode == 2, proc.stderr[-2000:]
+    assert f"cannot read the image folder '{data / 'dog'}'" in proc.stderr
+    assert not (tmp_path / "o").exists()
