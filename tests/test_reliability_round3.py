@@ -401,3 +401,30 @@ def test_an_unreadable_calibration_class_folder_is_an_error(tmp_path):
     assert "Traceback" not in proc.stderr and proc.returncode == 2, proc.stderr[-2000:]
     assert f"cannot read the image folder '{data / 'dog'}'" in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+# ---------------------------------------------------------------- §7 options never silently ignored, checks up front
+def test_options_that_would_be_ignored_are_refused_or_warned(pruned, exported, tmp_path, capsys, monkeypatch):
+    line = assert_refused(run(capsys, "triton-repo", exported, "--name", "m", "-o", tmp_path / "repo", "--server", sys.executable), 2)
+    assert "--server is used only by --check" in line and not (tmp_path / "repo").exists()
+    result = run(capsys, "export", pruned, "-o", tmp_path / "x.onnx", "--calib-data", tmp_path)
+    assert result.code == 0 and "--calib-data ignored: only --precision fp16" in result.err
+    result = run(capsys, "prune", "resnet18", "--weights", "random", "--img-size", "32", "--ratio", "0.2", "--head-ratio", "0.5",
+                 "-o", tmp_path / "cnn")
+    assert result.code == 0 and "--head-ratio ignored: the model has no 'heads' class" in result.err, result.text[-1500:]
+    monkeypatch.setenv("ISODEPLOY_MEMORY_LIMIT_MB", "abc")
+    assert_refused(run(capsys, "bench", exported, *BENCH, "--batch", "4"), 2, "ISODEPLOY_MEMORY_LIMIT_MB must be a number")
+
+
+def test_report_paths_and_threads_are_checked_before_the_long_work(exported, tmp_path, capsys):
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    for args, needle in ((["bench", exported, *BENCH, "--json", blocker / "r.json"], "afile is a file, not a folder"),
+                         (["bench", exported, *BENCH, "--md", blocker / "r.md"], "afile is a file, not a folder"),
+                         (["compare", exported, *BENCH, "--plot", tmp_path / "x.gif"], "--plot"),
+                         (["prune-export", *TINY, "-o", tmp_path / "run", "--json", blocker / "r.json"], "afile is a file"),
+                         (["prune-export", *TINY, "-o", tmp_path / "run", "--threads", "0"], "--threads")):
+        result = run(capsys, *args)
+        assert_refused(result, 2, needle)
+        assert "p50" not in result.out and "prune:" not in result.out  # nothing measured or pruned first
+    assert not (tmp_path / "run").exists()

@@ -93,9 +93,10 @@ def bench(
     from isodeploy.bench.report import load_report, measurement_notes, rich_table, to_markdown, write_text_atomic
     from isodeploy.bench.suite import run_bench
 
-    from isodeploy.commands.common import check_artifact_arguments
+    from isodeploy.commands.common import check_artifact_arguments, check_report_path
 
     check_artifact_arguments(artifacts, img_size)  # --img-size on a folder, a model shadowed by a folder: said up front
+    check_report_path(md_path, "--md")
     settings = make_settings(runtime, device, batch, warmup, iters, threads, weights, img_size, memory, precision, memory_repeats, compile)
     base = threshold = None
     if baseline is None and max_regression != "10%":

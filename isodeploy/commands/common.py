@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 import typer
@@ -16,7 +17,36 @@ MODEL_HELP = ("An alias from models/ (e.g. deit_b), any timm model name, torchvi
 WeightsOption = typer.Option("pretrained", "--weights", "-w", help=WEIGHTS_HELP)
 # 1..8192 pixels (isodeploy.core.artifacts.MAX_INPUT_SIDE): larger sides only ever exhaust memory
 ImgSizeOption = typer.Option(None, "--img-size", min=1, max=8192, help="Input resolution, where the model allows it.")
-JsonOption = typer.Option(None, "--json", help="Also write the result as JSON to this path.")
+def check_report_path(path: Path | None, flag: str, suffixes: tuple[str, ...] = ()) -> Path | None:
+    """A report path (--json, --md, --plot) is checked before the long work it reports on: its
+    suffix, and that the nearest existing folder above it is a writable folder (not a file)."""
+    import os
+
+    from isodeploy.core.errors import IsodeployError
+
+    if path is None:
+        return None
+    path = Path(path)
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise IsodeployError(f"{flag} '{path}' must end in {', '.join(suffixes)}")
+    if path.is_dir():
+        raise IsodeployError(f"{flag} {path} is a folder; give a file path")
+    existing = Path(os.path.abspath(path)).parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise IsodeployError(f"cannot write {flag} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise IsodeployError(f"cannot write {flag} {path}: {existing} is not writable; choose a writable location")
+    return path
+
+
+def _json_callback(value: Path | None) -> Path | None:
+    return check_report_path(value, "--json")
+
+
+# checked when the command line is parsed, before any model is loaded or measured
+JsonOption = typer.Option(None, "--json", help="Also write the result as JSON to this path.", callback=_json_callback)
 
 
 def warn(message: str) -> None:

@@ -42,7 +42,12 @@ def compare(
 
     from isodeploy.commands.common import check_artifact_arguments
 
+    from isodeploy.bench.plot import FORMATS
+    from isodeploy.commands.common import check_report_path
+
     check_artifact_arguments(artifacts, img_size)
+    check_report_path(md_path, "--md")
+    check_report_path(plot, "--plot", tuple(FORMATS))  # before measuring, not after
     acc = parse_accuracy(accuracy)
     saved = [a for a in artifacts if a.lower().endswith(".json")]
     fresh = [a for a in artifacts if not a.lower().endswith(".json")]

@@ -48,6 +48,12 @@ def export_cmd(
     from isodeploy.export.onnx import describe
 
     check_model_argument(model, weights, img_size)
+    fp16_only = [flag for flag, given in (("--calib-data", calib_data is not None), ("--safe-range", safe_range is not None),
+                                          ("--calib-samples", calib_samples != 8)) if given]
+    if precision == "fp32" and fp16_only:
+        from isodeploy.commands.common import warn
+
+        warn(f"{', '.join(fp16_only)} ignored: only --precision fp16 calibrates activation ranges")
 
     out = output or default_output(model, precision)
     console = Console(stderr=True)

@@ -92,8 +92,20 @@ def prune(
         api.save(result, output, force=force)
     print_summary(console, result, output)
     _warn_if_nothing_rounded(result, round_to)
+    _warn_unused_kind_ratios(result, ratios)
     if json_path:
         write_json_atomic(json_path, {k: v for k, v in result.spec.items() if k != "groups"} | {"output": str(output)})
+
+
+def _warn_unused_kind_ratios(result, ratios: dict[str, float]) -> None:
+    """``--head-ratio`` on a CNN (no class of that kind) changed nothing: say so instead of silence."""
+    from isodeploy import api
+    from isodeploy.commands.common import warn
+
+    kinds = {c.get("kind") for c in result.spec.get("classes", []) if isinstance(c, dict)}
+    for kind in sorted(set(ratios) - kinds):
+        flag = "--" + api.RATIO_KINDS[kind].replace("_", "-")
+        warn(f"{flag} ignored: the model has no '{kind}' class (its classes: {', '.join(sorted(k for k in kinds if k)) or 'none'})")
 
 
 def _warn_if_nothing_rounded(result, round_to: int) -> None:

@@ -25,7 +25,7 @@ def prune_export(
     bench_iters: int = typer.Option(100, "--bench-iters", help="Timed steps per artifact, in 10 interleaved rounds (the protocol: 100)."),
     bench_warmup: int = typer.Option(20, "--bench-warmup", help="Warm-up steps per artifact (the protocol: 20)."),
     uniform_twin: bool = typer.Option(True, "--uniform-twin/--no-uniform-twin", help="Also build and bench the uniform-width model at the pruned MACs (±1 %)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="onnxruntime threads for the benchmark (default: every usable core)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="onnxruntime threads for the benchmark (default: every usable core)."),
     force: bool = typer.Option(False, "--force", help="Redo every stage, and allow an output folder of another model."),
     json_path: Optional[Path] = JsonOption,
 ) -> None:
