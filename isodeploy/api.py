@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
+from isodeploy.core.api_args import check_arg, check_mapping_arg, check_path_arg
 from isodeploy.errors import IsodeployError, ParameterError
 
 RATIO_KINDS = {"embedding": "embed_ratio", "hidden": "mlp_ratio", "heads": "head_ratio", "head_dim": "head_dim_ratio"}
@@ -28,7 +29,10 @@ def create_model(name: str, weights: str = "pretrained", img_size: int | None = 
     """
     from isodeploy.zoo import load_model
 
-    return load_model(str(name), weights=weights, img_size=img_size, **kwargs).model
+    check_arg("name", name if isinstance(name, str) else (str(name) if isinstance(name, Path) else name), "str")
+    check_arg("weights", weights if not isinstance(weights, Path) else str(weights), "str")
+    check_arg("img_size", img_size, "positive int", optional=True)
+    return load_model(str(name), weights=str(weights), img_size=img_size, **kwargs).model
 
 
 def example_inputs(model: nn.Module, batch: int = 2) -> torch.Tensor:
@@ -52,6 +56,8 @@ def analyze(model: nn.Module, example_inputs: Any, strict: bool = False, *, rule
     from isodeploy.prune.api import check_example, example_batch
 
     _check_module(model)
+    check_arg("strict", strict, "bool")
+    check_mapping_arg("rules", rules, "any", "callable")
     example = example_batch(example_inputs)
     was_training = model.training
     model.eval()
@@ -91,6 +97,10 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float | None = None, 
     from isodeploy.prune.api import example_batch, prune_module
 
     _check_module(model)
+    check_arg("strict", strict, "bool")
+    check_arg("verify", verify, "bool")
+    check_arg("calib_batches", calib_batches, "positive int")
+    check_arg("progress", progress, "callable", optional=True)
     cfg = prune_config(ratio=ratio, ratios=ratios, ranking=ranking, importance=importance, target_macs=target_macs,
                        round_to=round_to, max_group_ratio=max_group_ratio, norm=norm, preset=preset)
     example = example_batch(example_inputs)
@@ -105,6 +115,10 @@ def prune_config(*, ratio: float | None = None, ratios: dict[str, float] | None 
     validate options before loading a model (the CLI does)."""
     from isodeploy.prune.api import config_from_recipe
 
+    check_mapping_arg("ratios", ratios, "str", "any", optional=True)
+    check_arg("target_macs", target_macs, "positive number", optional=True,
+              hint=" (MACs per image, e.g. 4.2e9; the CLI's --target-macs takes '4.2G')")
+    check_arg("preset", preset, "str", optional=True)
     if norm not in ("l1", "l2"):
         raise ParameterError("norm", f"must be l1 or l2; got '{norm}'")
     overrides = dict(ratio=_fraction(ratio, "ratio"), ranking=ranking, norm=norm, round_to=round_to,
@@ -128,8 +142,12 @@ def save(result, folder: str | Path, source: Any = None, force: bool = False) ->
     ``"torchvision:NAME"``, ``"package.module:function"``, a :class:`~isodeploy.zoo.Source`, or None
     (what :func:`create_model` recorded, else "the caller passes ``model=`` to :func:`load`").
     """
-    from isodeploy.prune.api import save_pruned, with_source
+    from isodeploy.prune.api import PruneResult, save_pruned, with_source
 
+    if not isinstance(result, PruneResult):
+        raise ParameterError("result", f"must be what isodeploy.prune() returned (a PruneResult); got {type(result).__name__}")
+    folder = check_path_arg("folder", folder)
+    check_arg("force", force, "bool")
     if source is not None:
         result = with_source(result, _as_source(source))
     return save_pruned(result, Path(folder), force=force)
@@ -145,6 +163,11 @@ def load(folder: str | Path, model: nn.Module | str | None = None, trust: bool =
     """
     from isodeploy.prune.spec import load_folder
 
+    folder = check_path_arg("folder", folder)
+    if folder.exists() and not folder.is_dir():
+        raise ParameterError("folder", f"must be an isodeploy output folder; '{folder}' is a file (load ONNX files with "
+                                       "onnxruntime, state dicts with create_model(..., weights=PATH))")
+    check_arg("trust", trust, "bool")
     if model is not None and not isinstance(model, (nn.Module, str)):
         raise IsodeployError(f"model= must be an nn.Module or a factory string; got {type(model).__name__}")
     if isinstance(model, str):

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from isodeploy.core.api_args import check_arg, check_path_arg
 from isodeploy.errors import IsodeployError, ParameterError
 
 
@@ -57,10 +58,13 @@ def export_onnx(model: Any, path: str | Path, *, example_inputs: Any = None, ops
     from isodeploy.export.onnx import check_opset
     from isodeploy.export.onnx import export_onnx as _export
 
+    path = check_path_arg("path", path)
+    check_arg("opset", opset, "positive int")
+    check_arg("dynamic_batch", dynamic_batch, "bool")
+    check_arg("img_size", img_size, "positive int", optional=True)
     if precision not in ("fp32", "fp16"):
         raise ParameterError("precision", f"must be fp32 or fp16; got {precision!r}")
-    if calib_samples < 1:
-        raise ParameterError("calib_samples", f"must be at least 1; got {calib_samples}")
+    check_arg("calib_samples", calib_samples, "positive int")
     check_opset(opset)  # before minutes of model building
     loaded = as_loaded(model, example_inputs, img_size, weights=weights)
     path = Path(path)
@@ -107,6 +111,11 @@ def verify(artifact: str | Path, reference: Any = None, *, batch_sizes: Sequence
     from isodeploy.export.verify import Gates, verify as _verify
     from isodeploy.runtime.open import open_runner, runner_precision
 
+    artifact = check_path_arg("artifact", artifact)
+    check_arg("batch_sizes", batch_sizes, "list")
+    for size in batch_sizes:
+        check_arg("batch_sizes", size, "positive int")
+    check_arg("samples", samples, "positive int")
     sizes = [int(b) for b in batch_sizes]
     if not sizes or min(sizes) < 1 or samples < 1:
         raise IsodeployError(f"batch_sizes= must be positive integers and samples= ≥ 1; got {list(batch_sizes)}, {samples}")
@@ -144,6 +153,12 @@ def bench(artifacts: Sequence[Any], *, runtimes: Sequence[str] = ("torch",), dev
     """
     from isodeploy.bench.suite import BenchSettings, run_bench
 
+    check_arg("artifacts", artifacts, "list", hint=" of model names, folders, .onnx/.plan paths or modules")
+    check_arg("runtimes", runtimes, "list")
+    for name, value in (("warmup", warmup), ("iters", iters)):
+        check_arg(name, value, "int" if name == "warmup" else "positive int")
+    check_arg("batch", batch, "positive int", optional=True)
+    check_arg("threads", threads, "positive int", optional=True)
     items = [a if isinstance(a, (str, Path)) else as_loaded(a) for a in artifacts]
     settings = BenchSettings(runtimes=tuple(runtimes), device=device, batch=batch, warmup=warmup, iters=iters,
                              threads=threads, weights=weights, img_size=img_size, memory=memory, precision=precision)

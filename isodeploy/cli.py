@@ -129,9 +129,12 @@ def _leave_process_group(code: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: run the app, mapping user errors to one line and an exit code."""
+    from isodeploy.zoo.sources import trust_scope
+
     try:
         # In non-standalone mode click *returns* the code of a typer.Exit instead of raising it.
-        code = app(args=argv, standalone_mode=False)
+        with trust_scope():  # --trust-factory and a factory MODEL hold for this command only
+            code = app(args=argv, standalone_mode=False)
         if isinstance(code, int):
             return code
     except IsodeployError as exc:

@@ -6,7 +6,6 @@ second with one line instead of after minutes of benchmarking.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +45,9 @@ def resolve_artifact(query: str, img_size: int | None = None) -> ArtifactRef:
     """Classify ``query``; an unknown file type or a missing file is one clear error."""
     path = Path(query)
     suffix = path.suffix.lower()
-    if path.is_dir():
+    from isodeploy.zoo.load import model_folder, names_a_model
+
+    if model_folder(query) is not None and model_folder(query).is_dir() or (path.is_dir() and not names_a_model(query)):
         from isodeploy.zoo import SPEC_FILE
 
         if not (path / SPEC_FILE).is_file():
@@ -105,10 +106,9 @@ def plan_metadata(path: Path) -> dict[str, Any]:
     meta = Path(str(path) + ".json")
     if not meta.is_file():
         return {}
-    try:
-        data = json.loads(meta.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise IsodeployError(f"engine metadata '{meta}' is not valid JSON") from exc
+    from isodeploy.core.jsonread import read_json_file
+
+    data = read_json_file(meta, "engine metadata file", "rebuild the engine with 'isodeploy build-engine'")
     return data if isinstance(data, dict) else {}
 
 

@@ -6,7 +6,6 @@ settings, and loading validates them instead of trusting any JSON file.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -154,6 +153,9 @@ def report_from_dict(data: Any, source: str = "report") -> BenchReport:
         raise IsodeployError(f"'{source}' is not an isodeploy bench report (no 'schema' field); write one with 'isodeploy bench ... --json PATH'")
     if data["schema"] != SCHEMA:
         raise IsodeployError(f"'{source}' has schema '{data['schema']}', expected '{SCHEMA}'; re-create it with this isodeploy version's 'bench --json'")
+    from isodeploy.core.artifacts import validate_bench_dict
+
+    validate_bench_dict(data, f"'{source}'")  # the JSON shape first: lists and objects where expected
     try:
         results = []
         for item in data["results"]:
@@ -175,10 +177,9 @@ def load_report(path: Path) -> BenchReport:
     path = Path(path)
     if not path.is_file():
         raise IsodeployError(f"bench report '{path}' does not exist")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise IsodeployError(f"'{path}' is not valid JSON ({exc.__class__.__name__} at {getattr(exc, 'lineno', '?')}:{getattr(exc, 'colno', '?')})") from exc
+    from isodeploy.core.jsonread import read_json_file  # bounded: depth, size, one line
+
+    data = read_json_file(path, "bench report", "re-create it with 'isodeploy bench --json'")
     return report_from_dict(data, str(path))
 
 

@@ -119,3 +119,33 @@ def standard_model(dense_timm: str, target_macs: int, *, default_size: bool = Tr
         if gap <= STANDARD_TOLERANCE and (best is None or gap < best[1]):
             best = (name, gap, macs)
     return (best[0], best[2]) if best else None
+
+
+def dense_of_folder(folder: Any) -> tuple[Any, dict[str, Any]]:
+    """(the dense :class:`~isodeploy.zoo.LoadedModel` a pruned folder was cut from, random weights;
+    its spec), for a twin of any source kind (timm, torchvision, a factory the user trusts). A
+    folder saved from a custom model without a source, or naming an untrusted factory, is one line."""
+    from pathlib import Path
+
+    from isodeploy.prune.spec import read_spec, source_of_spec
+    from isodeploy.zoo import load_model
+    from isodeploy.zoo.sources import is_trusted
+
+    folder = Path(folder)
+    spec = read_spec(folder)
+    source = source_of_spec(spec, folder / "isodeploy.json")
+    if source.kind == "none":
+        raise IsodeployError(f"--uniform-twin cannot rebuild the dense model of '{folder}': it was saved from a custom "
+                             "model without a source (save it with isodeploy.save(result, folder, source=...))")
+    if source.kind == "factory" and not is_trusted(source.name):
+        raise IsodeployError(f"'{folder}' names the factory '{source.name}', and a folder is not trusted to choose code "
+                             f"to import; pass isodeploy --trust-factory {source.name} compare …")
+    macs = spec.get("macs", {}).get("after") if isinstance(spec.get("macs"), dict) else None
+    if not isinstance(macs, int) or isinstance(macs, bool) or macs <= 0:
+        raise IsodeployError(f"'{folder}' records no pruned MACs (macs.after); re-run 'isodeploy prune'")
+    kwargs = dict(source.kwargs)
+    size = kwargs.pop("img_size", None)
+    input_size = spec["source"].get("input_size")
+    if size is None and isinstance(input_size, list):
+        size = input_size[1]
+    return load_model(source.label, weights="random", img_size=size, **kwargs), spec

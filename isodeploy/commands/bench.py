@@ -97,6 +97,9 @@ def bench(
     from isodeploy.bench.report import load_report, measurement_notes, protocol_line, rich_table, to_markdown, write_text_atomic
     from isodeploy.bench.suite import run_bench
 
+    from isodeploy.commands.common import check_artifact_arguments
+
+    check_artifact_arguments(artifacts, img_size)  # --img-size on a folder, a model shadowed by a folder: said up front
     settings = make_settings(runtime, device, batch, warmup, iters, threads, weights, img_size, memory, precision, memory_repeats, compile,
                              protocol, budget)
     check_report_paths({"--json": json_path, "--md": md_path}, inputs=[*artifacts, baseline, weights])

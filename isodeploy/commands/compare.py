@@ -42,8 +42,13 @@ def compare(
     from isodeploy.bench.report import load_report, write_text_atomic
     from isodeploy.bench.suite import run_bench
 
+    from isodeploy.bench.plot import FORMATS
+    from isodeploy.commands.common import check_artifact_arguments
+
+    check_artifact_arguments(artifacts, img_size)
     acc = parse_accuracy(accuracy)
-    check_report_paths({"--json": json_path, "--md": md_path, "--plot": plot}, inputs=[*artifacts, weights])
+    check_report_paths({"--json": json_path, "--md": md_path, "--plot": plot}, inputs=[*artifacts, weights],
+                       suffixes={"--plot": tuple(FORMATS)})  # before measuring, not after
     saved = [a for a in artifacts if a.lower().endswith(".json")]
     fresh = [a for a in artifacts if not a.lower().endswith(".json")]
     reports = {a: load_report(Path(a)) for a in saved}  # validate saved reports before measuring anything
@@ -87,9 +92,8 @@ def compare(
 def with_twins(artifacts: List[str], folder: Path, settings) -> tuple[list[str], list[str]]:
     """The artifacts plus one uniform twin per pruned folder (written under ``folder``), and each one's role."""
     from isodeploy.bench.artifacts import resolve_artifact
-    from isodeploy.bench.twin import make_twin
-    from isodeploy.prune.spec import read_spec, write_folder
-    from isodeploy.zoo import load_model
+    from isodeploy.bench.twin import dense_of_folder, make_twin
+    from isodeploy.prune.spec import write_folder
 
     refs = [resolve_artifact(a, settings.img_size) for a in artifacts]
     sources: dict[str, str] = {}
@@ -97,12 +101,8 @@ def with_twins(artifacts: List[str], folder: Path, settings) -> tuple[list[str],
     for a, ref in zip(artifacts, refs):
         if ref.kind != "folder":
             continue
-        spec = read_spec(Path(a))
-        source = spec.get("source", {})
-        kwargs = dict(source.get("create_kwargs") or {})
-        size = kwargs.pop("img_size", None)
-        dense = load_model(source["timm"], weights="random", img_size=size, **kwargs)
-        sources[source["timm"]] = a
+        dense, spec = dense_of_folder(Path(a))  # any source kind; one line when it cannot be rebuilt
+        sources[dense.timm_name] = a
         result, _ = make_twin(dense, int(spec["macs"]["after"]))
         out = write_folder(folder / f"{Path(a).resolve().name}-uniform-twin", result.loaded.model, result.spec)
         items.append(str(out))  # twins go after every given artifact: the first one stays the reference

@@ -16,8 +16,11 @@ PRECISION_HELP = "fp32 | fp16: mixed precision for TensorRT strongly typed build
 
 def default_output(model: str, precision: str) -> Path:
     """``DIR/model.onnx`` for an isodeploy folder, ``./<model>.onnx`` otherwise (``.fp16.onnx`` for FP16)."""
-    name = "model" if Path(model).is_dir() else Path(model).name.replace(":", "_")
-    folder = Path(model) if Path(model).is_dir() else Path(".")
+    from isodeploy.zoo.load import model_folder
+
+    given = model_folder(model)
+    name = "model" if given is not None else Path(model).name.replace(":", "_")
+    folder = given if given is not None else Path(".")
     return folder / (f"{name}.fp16.onnx" if precision == "fp16" else f"{name}.onnx")
 
 
@@ -41,7 +44,16 @@ def export_cmd(
     if precision not in ("fp32", "fp16"):
         raise IsodeployError(f"--precision must be fp32 or fp16, not '{precision}'")
     from isodeploy import api_deploy
+    from isodeploy.commands.common import check_model_argument
     from isodeploy.export.onnx import describe
+
+    check_model_argument(model, weights, img_size)
+    fp16_only = [flag for flag, given in (("--calib-data", calib_data is not None), ("--safe-range", safe_range is not None),
+                                          ("--calib-samples", calib_samples != 8)) if given]
+    if precision == "fp32" and fp16_only:
+        from isodeploy.commands.common import warn
+
+        warn(f"{', '.join(fp16_only)} ignored: only --precision fp16 calibrates activation ranges")
 
     out = output or default_output(model, precision)
     check_report_paths({"--json": json_path}, inputs=[model, weights], outputs=[out])

@@ -26,9 +26,17 @@ def groups(
     from rich.console import Console
 
     import isodeploy
+    from isodeploy.commands.common import check_model_argument, flags_as
     from isodeploy.graph.report import print_frozen, print_grouping
 
+    if check is not None:
+        with flags_as({"ratio": "--check"}):  # before the model is built and traced
+            from isodeploy.api import prune_config
+
+            prune_config(ratio=check)
+    check_model_argument(model, weights, img_size)
     check_report_paths({"--json": json_path}, inputs=[model, weights])
+
     console = Console(stderr=False)
     with console.status(f"loading {model}"):
         dense = isodeploy.create_model(model, weights=weights, img_size=img_size)
@@ -42,7 +50,8 @@ def groups(
     frozen = _recorded_frozen(model)
     if check is not None:
         with console.status(f"pruning a copy by {check} and checking it"):
-            frozen = [f.__dict__ for f in isodeploy.prune(dense, example, ratio=check, strict=strict).frozen]
+            with flags_as({"ratio": "--check"}):
+                frozen = [f.__dict__ for f in isodeploy.prune(dense, example, ratio=check, strict=strict).frozen]
     if frozen is not None:
         print_frozen(console, frozen)
         payload["frozen_classes"] = frozen

@@ -61,15 +61,16 @@ def prune(
 
     from isodeploy.core.artifacts import legacy_entries
     from isodeploy.core.fileio import probe_output_folder
+    from isodeploy.zoo.load import model_folder
 
     # -o is checked before the long work (the write re-checks under the folder's lock)
-    probe_output_folder(output, adopt=legacy_entries, input_folder=Path(model) if Path(model).is_dir() else None)
+    probe_output_folder(output, adopt=legacy_entries, input_folder=model_folder(model))
     from isodeploy.core.report_paths import check_report_paths
 
     check_report_paths({"--json": json_path}, inputs=[model, weights], folders=[(output, ("model.safetensors", "isodeploy.json"))])
-    from isodeploy.commands.common import warn, warn_ignored_for_folder
+    from isodeploy.commands.common import check_model_argument, warn
 
-    warn_ignored_for_folder(model, weights, img_size)
+    check_model_argument(model, weights, img_size)
     if calib_data is not None and importance != "taylor":
         warn(f"--calib-data is ignored: only --importance taylor uses calibration images (this run: {importance})")
     recipe = preset or api.default_preset(model)
@@ -81,7 +82,10 @@ def prune(
         raise IsodeployError(f"no ratios for '{model}': pass --preset, --ratio or --target-macs (see 'isodeploy presets')")
     options = dict(ratio=ratio, ratios=ratios, preset=recipe, ranking=ranking, importance=importance, norm=norm, round_to=round_to,
                    max_group_ratio=max_group_ratio, target_macs=parse_macs(target_macs))
-    api.prune_config(**options)  # bad options fail here, before the model is built
+    from isodeploy.commands.common import flags_as
+
+    with flags_as({f"ratios['{kind}']": "--" + field.replace("_", "-") for kind, field in api.RATIO_KINDS.items()}):
+        api.prune_config(**options)  # bad options fail here, before the model is built
     console = Console()
     with console.status(f"loading {model}") as status:
         dense = api.create_model(model, weights=weights, img_size=img_size)
@@ -91,8 +95,20 @@ def prune(
         api.save(result, output, force=force)
     print_summary(console, result, output)
     _warn_if_nothing_rounded(result, round_to)
+    _warn_unused_kind_ratios(result, ratios)
     if json_path:
         write_json_atomic(json_path, {k: v for k, v in result.spec.items() if k != "groups"} | {"output": str(output)})
+
+
+def _warn_unused_kind_ratios(result, ratios: dict[str, float]) -> None:
+    """``--head-ratio`` on a CNN (no class of that kind) changed nothing: say so instead of silence."""
+    from isodeploy import api
+    from isodeploy.commands.common import warn
+
+    kinds = {c.get("kind") for c in result.spec.get("classes", []) if isinstance(c, dict)}
+    for kind in sorted(set(ratios) - kinds):
+        flag = "--" + api.RATIO_KINDS[kind].replace("_", "-")
+        warn(f"{flag} ignored: the model has no '{kind}' class (its classes: {', '.join(sorted(k for k in kinds if k)) or 'none'})")
 
 
 def _warn_if_nothing_rounded(result, round_to: int) -> None:

@@ -30,7 +30,7 @@ def prune_export(
     bench_iters: Optional[int] = typer.Option(None, "--bench-iters", help="Timed steps per artifact in 10 interleaved rounds (fixes the protocol; default 100)."),
     bench_warmup: Optional[int] = typer.Option(None, "--bench-warmup", help="Warm-up steps per artifact (fixes the protocol; default 20)."),
     uniform_twin: bool = typer.Option(True, "--uniform-twin/--no-uniform-twin", help="Also build and bench the uniform-width model at the pruned MACs (±1 %)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="onnxruntime threads for the benchmark (default: every usable core)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="onnxruntime threads for the benchmark (default: every usable core)."),
     force: bool = typer.Option(False, "--force", help="Redo every stage, and allow an output folder of another model."),
     json_path: Optional[Path] = JsonOption,
 ) -> None:
@@ -44,9 +44,9 @@ def prune_export(
     from isodeploy.pipeline.run import PipelineOptions, run_pipeline
     from isodeploy.pipeline.summary import print_summary
 
-    from isodeploy.commands.common import warn_ignored_for_folder
+    from isodeploy.commands.common import check_model_argument
 
-    warn_ignored_for_folder(model, weights, img_size)
+    check_model_argument(model, weights, img_size)  # also: a factory named here is trusted
     from isodeploy.core.report_paths import check_report_paths
     from isodeploy.pipeline.run import KNOWN_OUTPUTS
 

@@ -42,6 +42,9 @@ def triton_repo_cmd(
     from isodeploy.export.triton import write_triton_repo
     from isodeploy.serve.triton_server import find_backend_dir, find_server
 
+    if not check and (server is not None or backend_dir is not None):
+        raise IsodeployError(f"{'--server' if server is not None else '--backend-dir'} is used only by --check; "
+                             "add --check (load the model in that server) or drop it")
     check_report_paths({"--json": json_path}, inputs=[artifact], folders=[(repo, (name,))])
     binary = find_server(server) if check else None  # before writing anything: no server is bad input (exit 2)
     backends = find_backend_dir(backend_dir) if check else None

@@ -62,6 +62,10 @@ def verify_cmd(
         raise IsodeployError("--inputs must be at least 1")
     if gates_name not in ("auto", "fp32", "fp16"):
         raise IsodeployError(f"--gates must be auto, fp32 or fp16, not '{gates_name}'")
+    if reference is not None:
+        from isodeploy.commands.common import check_model_argument
+
+        check_model_argument(reference, weights, img_size)  # a folder reference records its own size and weights
     console = Console(stderr=True)
     with console.status(f"opening {artifact}") as status:
         candidate = open_runner(artifact, threads=threads, runtime=runtime, device=device)

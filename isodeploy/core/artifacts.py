@@ -8,7 +8,6 @@ by its consumer; this module only checks the shape of the data.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -22,22 +21,10 @@ MAX_CHANNELS = 64
 
 
 def read_json_object(path: Path, what: str = "file") -> dict[str, Any]:
-    """A JSON object from ``path``, or one line saying why not."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise IsodeployError(f"{path} does not exist") from None
-    except IsADirectoryError:
-        raise IsodeployError(f"{path} is a folder, not a {what}") from None
-    except UnicodeDecodeError:
-        raise IsodeployError(f"{path} is not a text (JSON) {what}") from None
-    except OSError as exc:
-        raise IsodeployError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise IsodeployError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); restore or re-create the {what}") from None
+    """A JSON object from ``path``, or one line saying why not (the bounded reader: core/jsonread.py)."""
+    from isodeploy.core.jsonread import read_json_file
+
+    data = read_json_file(path, what)
     if not isinstance(data, dict):
         raise IsodeployError(f"{path} holds a JSON {type(data).__name__}, not the object a {what} is")
     return data
@@ -173,11 +160,12 @@ def _meta_json(meta: dict[str, str], key: str, where: str) -> Any:
     raw = meta.get(key)
     if raw is None:
         return None
+    from isodeploy.core.jsonread import JsonError, parse_json
+
     try:
-        return json.loads(raw)
-    except (TypeError, json.JSONDecodeError):
-        raise IsodeployError(f"{where}: metadata 'isodeploy.{key}' is not valid JSON ({str(raw)[:40]!r}); "
-                             "the file was edited: re-export it with 'isodeploy export'") from None
+        return parse_json(raw, f"metadata 'isodeploy.{key}'")
+    except JsonError as exc:
+        raise IsodeployError(f"{where}: {exc} ({str(raw)[:40]!r}); the file was edited: re-export it with 'isodeploy export'") from None
 
 
 def read_onnx_source_meta(meta: dict[str, str], where: str) -> dict[str, Any]:
@@ -210,7 +198,10 @@ def pickle_refusal(path: Path, exc: BaseException, what: str = "weights file") -
     """The one-line refusal for a file ``torch.load(weights_only=True)`` would not open because it
     holds pickled objects (code could run on load); None for other read errors."""
     # torch names the class it would have had to import; garbage bytes fail with other messages
-    if "Unsupported global" in str(exc) or "not an allowed global" in str(exc):
+    # torch ≤ 2.13: "Unsupported global: GLOBAL x.Y was not an allowed global"; 2.14 also says "Trying to
+    # load unsupported GLOBAL os.system whose module os is blocked"
+    text = str(exc).lower()
+    if "unsupported global" in text or "not an allowed global" in text:
         return IsodeployError(f"{what} '{path}' was not loaded: it holds pickled objects (loading them could run code); "
                               "re-save it as safetensors: safetensors.torch.save_file(state_dict, 'model.safetensors')")
     return None
@@ -232,6 +223,28 @@ def check_external_data(model: Any, onnx_path: Path) -> None:
                 or (target.exists() and folder not in target.resolve().parents)):
             raise IsodeployError(f"'{onnx_path}': {label} keeps its data at '{location}', outside the "
                                  "model's folder or behind a symbolic link; isodeploy reads only side files next to the model")
+
+
+def validate_bench_dict(data: dict[str, Any], where: str) -> None:
+    """The JSON shape of a saved bench report, before it is rebuilt: ``results`` a list of objects,
+    each with a ``latency`` object (and ``memory`` an object or null); ``env``/``settings`` objects;
+    ``notes``/``ratios`` lists. A damaged file is one line, never a ValueError or AttributeError."""
+    def bad(what: str) -> IsodeployError:
+        return IsodeployError(f"{where} is a damaged bench report: {what}; re-create it with 'isodeploy bench --json'")
+
+    results = data.get("results")
+    if not isinstance(results, list):
+        raise bad(f"'results' is a {type(results).__name__}, not a list")
+    for i, item in enumerate(results):
+        if not isinstance(item, dict):
+            raise bad(f"results[{i}] is a {type(item).__name__}, not an object")
+        if not isinstance(item.get("latency"), dict):
+            raise bad(f"results[{i}].latency is not an object")
+        if item.get("memory") is not None and not isinstance(item["memory"], dict):
+            raise bad(f"results[{i}].memory is not an object")
+    for key, kind in (("env", dict), ("settings", dict), ("notes", list), ("ratios", list)):
+        if key in data and not isinstance(data[key], kind):
+            raise bad(f"'{key}' is a {type(data[key]).__name__}, not a{'n object' if kind is dict else ' list'}")
 
 
 def validate_bench_results(results: Any, where: str) -> None:

@@ -34,9 +34,23 @@ class ParameterError(IsodeployError):
     """A bad value for one parameter. The message names it as the Python API spells it
     (``ranking= must be …``); :meth:`for_cli` spells it as the command-line flag (``--ranking must be …``)."""
 
-    def __init__(self, param: str, message: str, exit_code: int = ExitCode.BAD_INPUT) -> None:
+    def __init__(self, param: str, message: str, exit_code: int = ExitCode.BAD_INPUT, flag: str | None = None) -> None:
         self.param = param
+        self.flag = flag  # the command-line flag, where it is not --param (set by commands/common.py flags_as)
         super().__init__(f"{param}= {message}", exit_code)
 
     def for_cli(self) -> str:
-        return str(self).replace(f"{self.param}= ", f"--{self.param.replace('_', '-')} ", 1)
+        flag = self.flag or f"--{self.param.replace('_', '-')}"
+        return str(self).replace(f"{self.param}= ", f"{flag} ", 1)
+
+
+class CliWorded(IsodeployError):
+    """An error whose fix is worded differently for the API and the CLI (``trust=True`` vs
+    ``--trust-factory``): ``str()`` is the API's line, :meth:`for_cli` the command line's."""
+
+    def __init__(self, message: str, cli_message: str, exit_code: int = ExitCode.BAD_INPUT) -> None:
+        super().__init__(message, exit_code)
+        self.cli_message = cli_message
+
+    def for_cli(self) -> str:
+        return self.cli_message

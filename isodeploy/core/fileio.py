@@ -83,15 +83,11 @@ def write_json_atomic(path: Path, payload: Any) -> None:
 
 
 def read_json_quietly(path: Path) -> Any:
-    """The JSON in ``path``, or None when it is missing, a symbolic link, unreadable or not JSON: for
-    files isodeploy keeps for itself (markers, stage records), whose damage means "start afresh"."""
-    path = Path(path)
-    if not path.is_file() or path.is_symlink():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
+    """The JSON in ``path``, or None when it is missing, a link, unreadable, invalid or too deep
+    (the bounded reader, :mod:`isodeploy.core.jsonread`)."""
+    from isodeploy.core.jsonread import read_json_quietly as quiet
+
+    return quiet(path)
 
 
 # -- ownership ----------------------------------------------------------------------------------

@@ -42,9 +42,13 @@ def available_memory_bytes() -> int | None:
     override = os.environ.get("ISODEPLOY_MEMORY_LIMIT_MB")  # tests and shared machines
     if override:
         try:
-            avail = int(float(override) * 2**20)
+            limit = float(override)
         except ValueError:
-            pass
+            limit = float("nan")
+        if not math.isfinite(limit) or limit <= 0:  # a typo must not silently switch the check off
+            raise IsodeployError(f"ISODEPLOY_MEMORY_LIMIT_MB must be a number of MiB > 0; got '{override[:40]}' (unset it to "
+                                 "use the detected available memory)")
+        avail = int(limit * 2**20)
     return avail
 
 

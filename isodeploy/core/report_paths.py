@@ -33,13 +33,35 @@ def _folder_names(folder: Path, extra: Iterable[str]) -> set[str]:
     return set(FOLDER_FILES) | set(extra) | (read_owned(folder) or set())
 
 
+def check_location(path: PathLike, flag: str, suffixes: tuple[str, ...] = ()) -> Path | None:
+    """A report path can be written at all: its suffix, not a folder, and the nearest existing folder
+    above it is a writable folder (not a file). Cheap, so it also runs when the command line is parsed."""
+    if path is None or str(path) == "":
+        return None
+    path = Path(path)
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise IsodeployError(f"{flag} '{path}' must end in {', '.join(suffixes)}")
+    if path.is_dir():
+        raise IsodeployError(f"{flag} {path} is a folder; give a file path")
+    existing = Path(os.path.abspath(path)).parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise IsodeployError(f"cannot write {flag} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise IsodeployError(f"cannot write {flag} {path}: {existing} is not writable; choose a writable location")
+    return path
+
+
 def check_report_paths(reports: Mapping[str, PathLike], inputs: Iterable[PathLike] = (),
-                       outputs: Iterable[PathLike] = (), folders: Iterable[tuple[PathLike, Iterable[str]]] = ()) -> None:
-    """Refuse, in one line, a report path that is one of the run's own files.
+                       outputs: Iterable[PathLike] = (), folders: Iterable[tuple[PathLike, Iterable[str]]] = (),
+                       suffixes: Mapping[str, tuple[str, ...]] | None = None) -> None:
+    """Refuse, in one line, a report path that is one of the run's own files, or cannot be written.
 
     ``reports`` maps an option (``--json``) to its path (None: not given). ``inputs`` are files or
     folders the run reads (a folder MODEL protects its isodeploy entries), ``outputs`` files it
-    writes, ``folders`` output folders with the entry names the run writes there.
+    writes, ``folders`` output folders with the entry names the run writes there; ``suffixes`` the
+    endings an option allows (``--plot``: .png/.svg/.pdf).
     """
     given = {flag: Path(p) for flag, p in reports.items() if p is not None and str(p) != ""}
     protected: dict[Path, str] = {}
@@ -76,3 +98,4 @@ def check_report_paths(reports: Mapping[str, PathLike], inputs: Iterable[PathLik
             raise IsodeployError(f"{flag} {path} is {why}; isodeploy never replaces it with a report: give another path")
         seen[real] = flag
         check_target(path, f"{flag} {path}")
+        check_location(path, flag, (suffixes or {}).get(flag, ()))

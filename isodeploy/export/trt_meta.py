@@ -111,10 +111,9 @@ def read_engine_meta(plan_path: Path) -> EngineMeta:
             f"'{path}' is missing: isodeploy needs the metadata written beside the engine; "
             f"rebuild it with 'isodeploy build-engine'"
         )
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise IsodeployError(f"'{path}' is not valid JSON ({type(exc).__name__}); rebuild with 'isodeploy build-engine'") from exc
+    from isodeploy.core.jsonread import read_json_file
+
+    data = read_json_file(path, "engine metadata file", "rebuild with 'isodeploy build-engine'")
     return EngineMeta.from_dict(data, source=f"'{path}'")
 
 

@@ -77,6 +77,19 @@ def mismatch(prop: Propagation, result: Any, value: Any) -> str | None:
     return None
 
 
+def _data_dependent_tensor(node: fx.Node) -> str | None:
+    """Which tensor of ``node`` (its output or an input) has a data-dependent size, or None."""
+    from isodeploy.graph.propagate import data_dependent  # noqa: PLC0415
+
+    if data_dependent(node.meta.get("val")):
+        return "its output"
+    for arg in list(node.args) + list(node.kwargs.values()):
+        for item in arg if isinstance(arg, (list, tuple)) else [arg]:
+            if isinstance(item, fx.Node) and data_dependent(item.meta.get("val")):
+                return f"its input '{item.name}'"
+    return None
+
+
 def run_rule(prop: Propagation, node: fx.Node, rule: Callable | None, strict: bool) -> Any:
     """Apply ``rule`` (None: no rule) to ``node`` with the checks above; returns the output dims."""
     from isodeploy.graph.ops.core import freeze_node, unsupported_rule  # noqa: PLC0415
@@ -84,6 +97,10 @@ def run_rule(prop: Propagation, node: fx.Node, rule: Callable | None, strict: bo
     if rule is None:
         return unsupported_rule(prop, node)
     value = node.meta.get("val")
+    dependent = _data_dependent_tensor(node)
+    if dependent is not None:  # no rule can relate channels across a size known only at run time
+        return freeze_node(prop, node, f"{dependent} has a data-dependent size (torch.nonzero, a boolean mask…), "
+                                       f"so channels never cross it ({where(prop, node)})")
     try:
         result = rule(prop, node)
         why = mismatch(prop, result, value)

@@ -117,9 +117,23 @@ def role_of(node: fx.Node) -> str:
 
 
 def shape_of(value: Any) -> tuple[int, ...] | None:
-    if isinstance(value, torch.Tensor):
+    """The traced tensor's sizes; None for a non-tensor or a tensor whose size depends on the data
+    (``torch.nonzero``, boolean masks): such a tensor carries no channel atoms at all."""
+    if isinstance(value, torch.Tensor) and not data_dependent(value):
         return tuple(int(s) for s in value.shape)
     return None
+
+
+def data_dependent(value: Any) -> bool:
+    """Whether a traced value (a tensor, or a tuple of them) has a size known only at run time
+    (an unbacked symbol: reading it as an int raises ``GuardOnDataDependentSymNode``)."""
+    if isinstance(value, (list, tuple)):
+        return any(data_dependent(v) for v in value)
+    if not isinstance(value, torch.Tensor):
+        return False
+    from torch.fx.experimental.symbolic_shapes import has_free_unbacked_symbols  # noqa: PLC0415
+
+    return any(isinstance(s, torch.SymInt) and has_free_unbacked_symbols(s) for s in value.shape)
 
 
 def propagate(traced: TracedGraph, strict: bool = False, extra_rules: dict | None = None) -> Propagation:

@@ -11,7 +11,6 @@ marker lists as isodeploy's, and first removes temporaries of killed runs (docs/
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,7 +128,9 @@ class Pipeline:
     def run(self) -> PipelineResult:
         from isodeploy.pipeline import stages
 
-        model_folder = Path(self.opts.model) if Path(self.opts.model).is_dir() else None
+        from isodeploy.zoo.load import model_folder as folder_of
+
+        model_folder = folder_of(self.opts.model)  # a name is a model even when -o has that name
         with open_output_folder(self.dir, adopt=legacy_entries, input_folder=model_folder, known_names=KNOWN_OUTPUTS) as out:
             self.out = out
             self.dir = out.path
@@ -227,8 +228,7 @@ def run_pipeline(opts: PipelineOptions, say: Callable[[str], None] = print, prog
 
 def load_json(path: Path) -> dict[str, Any] | None:
     """A JSON object the run wrote, or None when it is missing or damaged (the report says so)."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
+    from isodeploy.core.jsonread import read_json_quietly
+
+    data = read_json_quietly(Path(path))
     return data if isinstance(data, dict) else None

@@ -22,8 +22,10 @@ def _source_options(p: Pipeline) -> dict[str, Any]:
     if weights not in ("pretrained", "random"):
         weights = f"file:{file_digest(Path(weights))}"
     options = {"model": p.opts.model, "weights": weights, "img_size": p.opts.img_size, "create_kwargs": p.opts.create_kwargs}
-    folder = Path(p.opts.model)
-    if folder.is_dir():  # a folder MODEL: its content, not its name, decides whether stages are fresh
+    from isodeploy.zoo.load import model_folder
+
+    folder = model_folder(p.opts.model)
+    if folder is not None and folder.is_dir():  # a folder MODEL: its content, not its name, decides whether stages are fresh
         options["model_content"] = {n: file_digest(folder / n) for n in (WEIGHTS, "isodeploy.json") if (folder / n).is_file()}
     return options
 

@@ -60,12 +60,9 @@ def output_digests(folder: Path, outputs: Iterable[str]) -> dict[str, str]:
 def read_state(folder: Path) -> dict[str, Any]:
     """The folder's ``isodeploy.json`` as a dict; {} when absent or unreadable (stages then re-run)."""
     path = Path(folder) / STATE_FILE
-    if not path.is_file():
-        return {}
-    try:
-        state = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return {}
+    from isodeploy.core.jsonread import read_json_quietly
+
+    state = read_json_quietly(path)
     return state if isinstance(state, dict) else {}
 
 

@@ -36,6 +36,7 @@ def scan_images(root: Path) -> ImageList:
     if class_dirs:
         paths, labels = [], []
         for label, folder in enumerate(class_dirs):
+            _check_readable(folder)  # rglob skips a folder it cannot read without a word
             for path in sorted(folder.rglob("*")):
                 if path.suffix.lower() in IMAGE_SUFFIXES:
                     paths.append(path)
@@ -47,6 +48,20 @@ def scan_images(root: Path) -> ImageList:
     if not result.paths:
         raise IsodeployError(f"no images in '{root}' (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
     return result
+
+
+def _check_readable(folder: Path) -> None:
+    """A class folder (and every folder under it) must be listable: one that is not would silently
+    drop a whole class from the calibration set."""
+    import os
+
+    for current in [folder, *(p for p in folder.rglob("*") if p.is_dir())]:
+        try:
+            with os.scandir(current):
+                pass
+        except OSError as exc:
+            raise IsodeployError(f"cannot read the image folder '{current}': {exc.strerror or exc}; fix its permissions "
+                                 "or move it out of the data folder") from None
 
 
 def load_image(path: Path, size: tuple[int, int], mean, std) -> torch.Tensor | None:

@@ -47,7 +47,7 @@ def plan_cost(grouping: Grouping, widths: dict[int, int] | None = None) -> tuple
     for node in prop.traced.graph.nodes:
         spec = TABLE.lookup(node) if node.op == "call_function" else None
         if spec is not None and spec.macs is not None:
-            macs += spec.macs(node, shape)
+            macs += spec.count_macs(node, shape)
     params = 0
     for name, dims in prop.state_dims.items():
         if name in prop.traced.parameters:

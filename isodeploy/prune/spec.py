@@ -27,15 +27,14 @@ WEIGHTS_FILE = "model.safetensors"
 
 def read_spec(folder: Path) -> dict[str, Any]:
     """Read and check ``isodeploy.json``: schema version and required fields."""
+    from isodeploy.core.jsonread import read_json_file
+
     path = Path(folder) / SPEC_FILE
-    try:
-        spec = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise IsodeployError(f"'{folder}' holds no {SPEC_FILE}; pass an isodeploy output folder") from exc
-    except json.JSONDecodeError as exc:
-        raise IsodeployError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from exc
-    except (UnicodeDecodeError, IsADirectoryError) as exc:
-        raise IsodeployError(f"{path} is not a JSON text file; restore it or re-run 'isodeploy prune'") from exc
+    if not path.exists() and not path.is_symlink():
+        raise IsodeployError(f"'{folder}' holds no {SPEC_FILE}; pass an isodeploy output folder")
+    if path.is_dir():
+        raise IsodeployError(f"{path} is a folder, not a JSON text file; restore it or re-run 'isodeploy prune'")
+    spec = read_json_file(path, "pruning spec", "restore it or re-run 'isodeploy prune'")
     if not isinstance(spec, dict):
         raise IsodeployError(f"{path} holds a JSON {type(spec).__name__}, not a pruning spec")
     schema = spec.get("schema")
@@ -91,27 +90,44 @@ def write_folder(folder: Path, model: nn.Module, spec: dict[str, Any], force: bo
 
 
 def _old_spec(folder: Path) -> dict[str, Any]:
-    try:
-        old = json.loads((Path(folder) / SPEC_FILE).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return {}
+    from isodeploy.core.jsonread import read_json_quietly
+
+    old = read_json_quietly(Path(folder) / SPEC_FILE)
     return old if isinstance(old, dict) else {}
 
 
 def _write_weights_and_spec(folder: Path, model: nn.Module, spec: dict[str, Any], old: dict[str, Any], keep: tuple[str, ...]) -> None:
     """Weights first, then the spec naming their hash: a kill between the two leaves a spec whose
     hash no longer matches, which every reader refuses and every re-run replaces."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     from isodeploy.core.fileio import atomic_path
 
     with atomic_path(folder / WEIGHTS_FILE) as tmp_weights:
-        save_file(tensors_to_save(model), str(tmp_weights), metadata={"format": "pt", "isodeploy": __version__})
+        try:
+            save_file(tensors_to_save(model), str(tmp_weights), metadata={"format": "pt", "isodeploy": __version__})
+        except SafetensorError as exc:  # not an OSError: disk full, a read-only folder, a file-size limit
+            raise safetensors_write_error(folder / WEIGHTS_FILE, exc) from None
         digest = sha256_file(tmp_weights)
     spec = dict(spec, weights_sha256=digest)
     spec.update({k: old[k] for k in keep if k in old})
     with atomic_path(folder / SPEC_FILE) as tmp_spec:
         tmp_spec.write_text(json.dumps(spec, indent=2, default=_jsonable) + "\n")
+
+
+def safetensors_write_error(target: Path, exc: Exception) -> IsodeployError:
+    """safetensors reports a failed write as ``SafetensorError: … I/O error: … (os error 28)``: the
+    same one line as any other failed write (``cannot write PATH: No space left on device; …``)."""
+    import errno
+    import os
+    import re
+
+    from isodeploy.core.fileio import _cannot_write
+
+    match = re.search(r"os error (\d+)", str(exc))
+    code = int(match.group(1)) if match else errno.EIO
+    return _cannot_write(target, OSError(code, os.strerror(code)))
 
 
 def tensors_to_save(model: nn.Module) -> dict[str, torch.Tensor]:

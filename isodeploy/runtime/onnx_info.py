@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -73,17 +72,21 @@ def declared_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
 
 
 def meta_tuple(meta: dict[str, str], key: str, default: tuple[float, ...]) -> tuple[float, ...]:
+    from isodeploy.core.jsonread import JsonError, parse_json
+
     try:
-        return tuple(float(v) for v in json.loads(meta[key]))
-    except (KeyError, ValueError, TypeError):
+        return tuple(float(v) for v in parse_json(meta[key], key))
+    except (KeyError, ValueError, TypeError, JsonError):
         return default
 
 
 def json_dict(value: Any) -> dict[str, Any]:
     if isinstance(value, dict):
         return value
+    from isodeploy.core.jsonread import JsonError, parse_json
+
     try:
-        data = json.loads(value) if isinstance(value, str) else {}
-    except json.JSONDecodeError:
+        data = parse_json(value, "metadata") if isinstance(value, str) else {}
+    except JsonError:
         return {}
     return data if isinstance(data, dict) else {}

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from isodeploy.errors import IsodeployError
+from isodeploy.serve.triton_http import OffSpecReply
 from isodeploy.serve.triton_server import TritonLoadError, TritonServer
 
 _NUMPY = {"TYPE_FP32": np.float32, "TYPE_FP16": np.float16, "TYPE_FP64": np.float64, "TYPE_INT8": np.int8,
@@ -152,13 +153,20 @@ def _check_served(repo: Path, written: dict, server: Path, backend_dir: Path | N
         report.ready = client.ready(name)
         if not report.ready:
             raise TritonLoadError(f"Triton loaded '{name}' but does not report it READY")
-        report.config_mismatches = config_mismatches(written, client.config(name))
+        served = client.config(name)
+        try:
+            report.config_mismatches = config_mismatches(written, served)
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:  # the served config's fields, not ours
+            raise OffSpecReply(f"Triton's config of '{name}' is off-spec ({type(exc).__name__}: {str(exc)[:80]})") from None
         feeds = request_inputs(written)
         names = [t["name"] for t in written["outputs"]]
         try:
             got = client.infer(name, feeds, names)
         except OSError as exc:
             raise TritonLoadError(f"'{name}' is READY but its first request failed: {exc}") from exc
+        missing = [n for n in names if n not in got]
+        if missing:
+            raise OffSpecReply(f"Triton's reply to the request on '{name}' has no output '{missing[0]}'")
         report.request_shapes = {k: list(v.shape) for k, v in feeds.items()}
         report.output_shapes = {k: list(v.shape) for k, v in got.items()}
         finite = all(np.isfinite(v.astype(np.float64)).all() for v in got.values())

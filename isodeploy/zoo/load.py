@@ -56,12 +56,56 @@ class LoadedModel:
         return torch.randn(batch, *self.input_size)
 
 
+def is_path_like(query: str) -> bool:
+    """A MODEL string written as a path: it has a separator (``./deit_b``, ``runs/p``, ``/abs``), is
+    ``.``/``..`` or starts with ``~``. Such a string always means a folder, never a model name."""
+    return "/" in query or "\\" in query or query in (".", "..") or query.startswith("~")
+
+
+def names_a_model(query: str) -> bool:
+    """Whether a bare MODEL string is a model name: ``torchvision:NAME``, a factory, an alias or a timm name."""
+    import timm
+
+    if query.startswith("torchvision:") or is_factory(query):
+        return True
+    aliases, _ = load_presets()
+    return query in aliases or timm.is_model(query)
+
+
+def model_folder(query: str) -> Path | None:
+    """The folder a MODEL string means, or None when it means a model (docs/reliability.md, "MODEL:
+    a name or a folder"): a path-like string is always a folder; a bare name is a folder only when
+    it is not a model name and the folder holds ``isodeploy.json``. So ``prune-export deit_b -o
+    deit_b`` prunes the model, and a stray folder named like a model never hides it."""
+    query = str(query)
+    if is_path_like(query):
+        return Path(query).expanduser()
+    path = Path(query)
+    if path.is_dir() and (path / SPEC_FILE).is_file() and not names_a_model(query):
+        return path
+    return None
+
+
+def shadowing_folder(query: str) -> Path | None:
+    """An isodeploy folder in the working directory named exactly like the model MODEL names (the
+    model wins; the CLI warns once that ``./NAME`` means the folder)."""
+    path = Path(str(query))
+    if is_path_like(str(query)) or not (path / SPEC_FILE).is_file():
+        return None
+    return path if names_a_model(str(query)) else None
+
+
 def resolve(query: str) -> ModelRef:
     """Turn a ``MODEL`` string into a :class:`ModelRef`, or fail with close-match suggestions."""
     import timm
 
-    path = Path(query)
-    if path.is_dir():
+    path = model_folder(query)
+    if path is not None and not path.is_dir():
+        raise IsodeployError(f"'{query}' {'is not a folder' if path.exists() else 'does not exist'}; a MODEL written "
+                             "as a path must be an isodeploy output folder")
+    if path is None and Path(query).is_dir() and not names_a_model(query):
+        path = Path(query)  # a bare folder name that is no model: say what the folder lacks
+    if path is not None:
         if (path / SPEC_FILE).is_file():
             from isodeploy.prune.spec import read_spec, source_of_spec  # noqa: PLC0415 - folders need the spec module
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import importlib
 import re
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from torch import nn
 
@@ -54,6 +55,23 @@ def trust_factories(names: list[str]) -> None:
         _TRUSTED.add(name)
 
 
+@contextmanager
+def trust_scope() -> Iterator[None]:
+    """Trust given during one CLI command (``--trust-factory``, a factory MODEL) ends with it, also
+    when commands run in one process (tests, scripts calling ``isodeploy.cli.main``)."""
+    saved = set(_TRUSTED)
+    try:
+        yield
+    finally:
+        _TRUSTED.clear()
+        _TRUSTED.update(saved)
+
+
+def is_trusted(name: str) -> bool:
+    """Whether the user trusted the factory ``name`` (``--trust-factory``, or by naming it as MODEL)."""
+    return name in _TRUSTED
+
+
 @dataclass
 class Source:
     """How to build the dense architecture: ``kind`` + ``name`` + keyword arguments."""
@@ -86,9 +104,11 @@ class Source:
                          self.label, self.kwargs)
         if self.kind == "factory":
             if not (trust or trusted_factory == self.name or self.name in _TRUSTED):
-                raise IsodeployError(f"the folder names the factory '{self.name}', and a folder is not trusted to choose code "
-                                     f"to import; pass model='{self.name}' (the same factory) or trust=True "
-                                     f"(CLI: isodeploy --trust-factory {self.name} COMMAND …)")
+                from isodeploy.core.errors import CliWorded  # noqa: PLC0415
+
+                why = f"the folder names the factory '{self.name}', and a folder is not trusted to choose code to import"
+                raise CliWorded(f"{why}; pass model='{self.name}' (the same factory) or trust=True",
+                                f"{why}; pass isodeploy --trust-factory {self.name} before the command")
             return _call(lambda: import_factory(self.name)(**self.kwargs), self.label, self.kwargs)
         raise IsodeployError("the folder was saved from a custom model without a source; pass the dense model: "
                              "isodeploy.load(folder, model=MyModel())")

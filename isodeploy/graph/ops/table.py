@@ -45,6 +45,24 @@ class OpSpec:
     attrs: Callable[[fx.Node], str] | None = None
     short: str | None = None  # display name in signatures ("ln", "conv", "sdpa")
 
+    def count_macs(self, node: fx.Node, shape: "ShapeOf") -> int:
+        """The MAC formula's count for ``node``, checked: a user's formula (``register_op(macs=…)``)
+        that raises or returns anything but a non-negative integer is one line naming the op."""
+        from isodeploy.core.errors import IsodeployError  # noqa: PLC0415
+
+        try:
+            value = self.macs(node, shape)  # type: ignore[misc]
+        except Exception as exc:  # noqa: BLE001 - user code
+            raise IsodeployError(f"the MAC formula registered for op '{self.name}' raised {type(exc).__name__}: "
+                                 f"{str(exc)[:120]} (node '{node.name}'); fix it (register_op(..., macs=…))") from exc
+        if isinstance(value, float) and value.is_integer() and value >= 0:
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise IsodeployError(f"the MAC formula registered for op '{self.name}' returned {str(value)[:40]!r} "
+                                 f"({type(value).__name__}), not a non-negative integer (node '{node.name}'); fix it "
+                                 "(register_op(..., macs=…))")
+        return value
+
 
 class OpTable:
     """Op overload packet → :class:`OpSpec`. Registering a field twice warns (one table, no silent override)."""
@@ -118,6 +136,15 @@ def register_op(ops: Iterable[object] | object, *, rule: Rule | None = None, rol
     Give only what you know: a ``rule`` alone makes the op prunable-through, ``macs`` alone makes the
     counters count it. Re-registering a field warns unless ``replace=True``.
     """
+    from isodeploy.core.api_args import check_arg  # noqa: PLC0415
+
+    for name, value in (("rule", rule), ("macs", macs), ("attrs", attrs)):
+        check_arg(name, value, "callable", optional=True)
+    check_arg("short", short, "str", optional=True)
+    if role is not None and role not in ROLES:
+        from isodeploy.core.errors import ParameterError  # noqa: PLC0415
+
+        raise ParameterError("role", f"must be one of {', '.join(ROLES)}; got {role!r}")
     fields = {k: v for k, v in dict(rule=rule, role=role, macs=macs, attrs=attrs, short=short).items() if v is not None}
     return TABLE.register(ops, replace=replace, **fields)
 
