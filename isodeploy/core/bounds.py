@@ -23,6 +23,7 @@ MAX_HEADS = 1024
 MAX_LIST = 64  # entries of a per-stage list
 MAX_MULT = 16.0  # width / MLP multipliers
 MAX_TEXT = 64  # characters of a text option (global_pool)
+TEXT_KEYS = {"global_pool", "act_layer", "norm_layer", "class_token", "pos_embed"}
 
 #: key → (low, high, whether it is an integer); lists are checked element by element
 _BOUNDS: dict[str, tuple[float, float, bool]] = {
@@ -53,7 +54,7 @@ def _in_bounds(value: Any, low: float, high: float, integer: bool) -> bool:
 def check_size_kwarg(key: str, value: Any, where: str) -> None:
     """One line when a file's ``key`` is out of its bound (NaN, negative, absurdly large, too long a list)."""
     if isinstance(value, str):
-        if len(value) > MAX_TEXT:
+        if key in TEXT_KEYS and len(value) > MAX_TEXT:  # a factory's own text kwargs (paths, names) are its business
             raise IsodeployError(f"{where}: '{key}' is {len(value)} characters long; the file was edited")
         return
     bound = _BOUNDS.get(key)
