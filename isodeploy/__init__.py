@@ -21,7 +21,7 @@ from typing import Any
 
 __version__ = "0.2.0"
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 
 _LAZY = {
     "create_model": "isodeploy.api", "example_inputs": "isodeploy.api", "analyze": "isodeploy.api", "save": "isodeploy.api",

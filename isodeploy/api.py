@@ -1,7 +1,7 @@
 """The public Python API (re-exported by ``isodeploy``): create, analyze, prune, save and load models.
 
 Every function takes plain ``nn.Module`` objects and tensors; errors are
-:class:`~isodeploy.errors.IsodeployError` with a one-line message that names the parameter (``ratio=``),
+:class:`~isodeploy.core.errors.IsodeployError` with a one-line message that names the parameter (``ratio=``),
 which the CLI rewrites to its flag (``--ratio``).
 """
 
@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from isodeploy.core.api_args import check_arg, check_mapping_arg, check_path_arg
-from isodeploy.errors import IsodeployError, ParameterError
+from isodeploy.core.errors import IsodeployError, ParameterError
 
 RATIO_KINDS = {"embedding": "embed_ratio", "hidden": "mlp_ratio", "heads": "head_ratio", "head_dim": "head_dim_ratio"}
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from isodeploy.core.api_args import check_arg, check_path_arg
-from isodeploy.errors import IsodeployError, ParameterError
+from isodeploy.core.errors import IsodeployError, ParameterError
 
 
 def as_loaded(model: Any, example_inputs: Any = None, img_size: int | None = None, weights: str = "pretrained"):

@@ -15,7 +15,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import isodeploy
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 
 from api_models import TinyNet, tiny_net
 

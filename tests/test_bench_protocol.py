@@ -20,7 +20,7 @@ from isodeploy.bench.report import BenchReport, BenchResult, LatencyStats
 from isodeploy.bench.schedule import run_adaptive, run_fixed
 from isodeploy.bench.stats import FASTER, SAME, SLOWER, TOO_FEW, change_interval, ratio_interval
 from isodeploy.cli import main
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 from isodeploy.runtime.base import CPU_TIMING, TimedStep
 
 

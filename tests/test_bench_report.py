@@ -62,7 +62,7 @@ def test_json_round_trip(tmp_path: Path) -> None:
 
 
 def test_damaged_report_is_one_clear_error(tmp_path: Path) -> None:
-    from isodeploy.errors import IsodeployError
+    from isodeploy.core.errors import IsodeployError
 
     data = _report().to_dict()
     del data["results"][0]["latency"]

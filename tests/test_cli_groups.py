@@ -10,7 +10,7 @@ from torch import nn
 
 from isodeploy import __version__
 from isodeploy.cli import app, main
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 from isodeploy.graph.analysis import analyze
 
 

@@ -12,7 +12,7 @@ from isodeploy.bench.plot import plot_latency_vs_macs
 from isodeploy.bench.report import BenchReport, BenchResult, LatencyStats, MemoryFigure
 from isodeploy.cli import main
 from isodeploy.commands.common import write_json_atomic
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

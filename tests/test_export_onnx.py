@@ -10,7 +10,7 @@ import onnx
 import pytest
 import torch
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 from isodeploy.export.inputs import random_samples, to_batches
 from isodeploy.export.onnx import export_onnx
 from isodeploy.export.runners import OrtRunner, TorchRunner

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 from isodeploy.train.config import FinetuneConfig
 from isodeploy.train.data import EpochSampler, ImageDataset, ImageSet, train_transform
 from isodeploy.train.dist import DistEnv

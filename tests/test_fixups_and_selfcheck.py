@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import isodeploy
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 from isodeploy.prune.fixups import FIXUPS
 
 

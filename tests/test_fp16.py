@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 from isodeploy.export.fp16 import DEFAULT_BLOCK_OPS, convert_fp16
 from isodeploy.export.inputs import random_samples, to_batches
 from isodeploy.export.onnx import export_onnx

@@ -10,7 +10,7 @@ import pytest
 from isodeploy.bench.gate import check_regression, parse_regression
 from isodeploy.bench.report import SCHEMA, BenchReport, BenchResult, LatencyStats, load_report
 from isodeploy.cli import main
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 
 
 def _result(label: str, samples: list[float], runtime: str = "ort", batch: int = 8) -> BenchResult:

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from conftest import make_model
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 from isodeploy.graph.analysis import analyze
 
 

@@ -11,7 +11,7 @@ from torch import nn
 
 import isodeploy
 from isodeploy.bench.macs import count_macs
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 from isodeploy.graph.analysis import analyze
 from isodeploy.graph.ops import TABLE, OpTable, register_op
 from isodeploy.graph.ops.core import pointwise

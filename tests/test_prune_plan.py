@@ -10,7 +10,7 @@ from torch import nn
 
 from conftest import make_model, randomize_norms
 from isodeploy.bench.macs import count_macs
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 from isodeploy.graph.analysis import analyze
 from isodeploy.prune.apply import apply_keep
 from isodeploy.prune.importance import magnitude

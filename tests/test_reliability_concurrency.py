@@ -10,7 +10,8 @@ import signal
 
 from reliability_check import TINY, assert_refused, cli_process, error_lines, run, temporaries, wait_for_line
 
-from isodeploy.core.fileio import LOCK_FILE, open_output_folder
+from isodeploy.core.output_folder import open_output_folder
+from isodeploy.core.ownership import LOCK_FILE
 
 ARGS = ["prune-export", *TINY, "--no-bench"]
 
@@ -57,7 +58,7 @@ def test_two_processes_into_one_folder(tmp_path):
 def test_finetune_into_a_busy_folder_is_one_line(tmp_path, capsys, monkeypatch):
     from PIL import Image
 
-    from isodeploy.core.fileio import folder_lock
+    from isodeploy.core.output_folder import folder_lock
 
     monkeypatch.setenv("ISODEPLOY_LOCK_WAIT", "0")
     assert run(capsys, "prune", *TINY, "-o", tmp_path / "student").code == 0

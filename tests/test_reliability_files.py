@@ -17,8 +17,10 @@ import pytest
 from reliability_check import TINY, assert_refused, cli_process, dead_pid, run, snapshot
 
 from isodeploy.cli import main
-from isodeploy.core.fileio import LOCK_FILE, folder_lock, open_output_folder, write_json_atomic
-from isodeploy.errors import IsodeployError
+from isodeploy.core.output_folder import folder_lock, open_output_folder
+from isodeploy.core.ownership import LOCK_FILE
+from isodeploy.core.safe_write import write_json_atomic
+from isodeploy.core.errors import IsodeployError
 
 PIPE = ["prune-export", *TINY, "--no-bench"]
 EXPORT = ["export", "resnet18", "--weights", "random", "--img-size", "32"]

@@ -14,7 +14,8 @@ import pytest
 from reliability_check import TINY, assert_refused, dead_pid, run, snapshot, temporaries
 
 from isodeploy.cli import main
-from isodeploy.core.fileio import OWNER_FILE, open_output_folder, read_owned
+from isodeploy.core.output_folder import open_output_folder
+from isodeploy.core.ownership import OWNER_FILE, read_owned
 
 PIPE = ["prune-export", *TINY, "--no-bench"]
 

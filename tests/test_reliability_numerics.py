@@ -161,7 +161,7 @@ def test_the_api_refuses_a_model_with_nan_weights():
     from torch import nn
 
     import isodeploy
-    from isodeploy.errors import IsodeployError
+    from isodeploy.core.errors import IsodeployError
 
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
     with torch.no_grad():

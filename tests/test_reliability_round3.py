@@ -18,7 +18,7 @@ import pytest
 from reliability_check import TINY, assert_refused, run, snapshot
 
 from isodeploy.cli import main
-from isodeploy.core.fileio import OWNER_FILE
+from isodeploy.core.ownership import OWNER_FILE
 
 DEEP = "[" * 100000 + "]" * 100000  # Python's parser raises RecursionError on this
 
@@ -279,7 +279,7 @@ def _api_calls(tmp_path):
 
 @pytest.mark.parametrize("param", API_PARAMS)
 def test_api_wrong_types_are_one_parameter_error(tmp_path, param):
-    from isodeploy.errors import ParameterError
+    from isodeploy.core.errors import ParameterError
 
     with pytest.raises(ParameterError) as info:
         _api_calls(tmp_path)[param]()

@@ -12,7 +12,7 @@ import pytest
 from reliability_check import TINY, assert_refused, run, snapshot, temporaries
 
 from isodeploy.cli import main
-from isodeploy.core.fileio import OWNER_FILE
+from isodeploy.core.ownership import OWNER_FILE
 
 
 @pytest.fixture(scope="module")

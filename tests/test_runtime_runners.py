@@ -15,7 +15,7 @@ import torch
 
 from isodeploy.bench import memory
 from isodeploy.bench.memory_probe import CPU_METHOD
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 from isodeploy.runtime.base import EXIT_NO_CUDA
 from isodeploy.runtime.onnx_info import compute_precision
 from isodeploy.runtime.open import open_runner

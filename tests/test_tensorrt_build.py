@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from isodeploy.cli import main
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 from isodeploy.export import trt_env
 from isodeploy.export.trt_env import GpuInfo, TrtCaps, detect_caps
 from isodeploy.export.trt_meta import EngineMeta, TensorMeta, check_engine_env, meta_path, read_engine_meta, timing_cache_file

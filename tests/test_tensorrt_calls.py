@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 from isodeploy.export import trt_env
 from isodeploy.export.tensorrt import build_engine
 from isodeploy.export.trt_env import GpuInfo

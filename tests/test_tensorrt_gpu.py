@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 from isodeploy.export.trt_env import cuda_available, tensorrt_available
 
 _NO_TRT = tensorrt_available()

@@ -15,7 +15,7 @@ import pytest
 from google.protobuf import text_format
 
 from isodeploy.cli import main
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 from isodeploy.export.triton import write_triton_repo
 
 try:

@@ -22,7 +22,7 @@ import pytest
 from google.protobuf import text_format
 
 from isodeploy.cli import main
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 from isodeploy.export.triton import write_triton_repo
 from isodeploy.serve.triton_check import config_mismatches
 from isodeploy.serve.triton_server import TritonLoadError, TritonServer

@@ -13,7 +13,7 @@ import torch
 from onnx import numpy_helper
 
 from isodeploy.cli import main
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 from isodeploy.export.inputs import random_samples, to_batches
 from isodeploy.export.onnx import export_onnx
 from isodeploy.export.verify import Gates, verify

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 from isodeploy.serve.pytriton_layout import layout_backends, libpython_dir, server_binary, server_env
 
 CACHE_ENV = "ISODEPLOY_TRITON_CACHE"

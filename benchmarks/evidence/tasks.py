@@ -126,7 +126,7 @@ def _prune_to_budget(loaded, job: Job, s: Settings, dense_macs: int, calib: str)
     MACs, so the target search sometimes has no plan within 1 %. Lowering (never raising) the target
     keeps such a model at or below budget + 1 %; the row records the factor and the table marks it.
     """
-    from isodeploy.errors import IsodeployError
+    from isodeploy.core.errors import IsodeployError
     from isodeploy.prune.api import prune_model
     from isodeploy.prune.plan import PruneConfig
 

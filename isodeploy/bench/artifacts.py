@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 
 ONNX_SUFFIXES = (".onnx",)
 PLAN_SUFFIXES = (".plan", ".engine")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from isodeploy.errors import ExitCode, IsodeployError
+from isodeploy.core.errors import ExitCode, IsodeployError
 from isodeploy.runtime.base import CPU_TIMING, CUDA_EVENT_TIMING, CUDA_SYNC_TIMING, TimedStep  # noqa: F401 - re-exported
 from isodeploy.runtime.torch_runner import require_cuda  # noqa: F401 - re-exported
 

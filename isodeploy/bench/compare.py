@@ -13,7 +13,7 @@ from typing import Any
 
 from isodeploy.bench.envinfo import describe_machine
 from isodeploy.bench.report import BenchReport, BenchResult, fmt_macs, fmt_params, markdown_table
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 
 SCHEMA = "isodeploy.compare/1"
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from isodeploy.bench.report import BenchReport, BenchResult, markdown_table
 from isodeploy.bench.stats import change_interval
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import Any
 
 from isodeploy.bench.compare import CompareReport
 from isodeploy.bench.envinfo import describe_machine
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 ROLE_MARKERS = {"pruned": "*", "uniform-twin": "D", "dense": "o", "standard": "s", "uniform": "o"}

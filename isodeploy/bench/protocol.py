@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 
 PROTOCOLS = ("adaptive", "paper", "fixed")
 DEFAULT_BUDGET_S = 120.0  # timed part of the main job's bench; with prune/export/probes it fits 5 min on 2 cores

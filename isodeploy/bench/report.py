@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 
 SCHEMA = "isodeploy.bench/1"
 NOISY_CV = 0.05  # a run whose coefficient of variation exceeds 5 % is flagged as noisy

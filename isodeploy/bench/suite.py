@@ -29,7 +29,7 @@ from isodeploy.bench.progress import SilentReporter
 from isodeploy.bench.protocol import Protocol, make_protocol
 from isodeploy.bench.report import BenchReport, BenchResult, LatencyStats
 from isodeploy.bench.schedule import TimingOutcome, run_adaptive, run_fixed
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 
 DEFAULT_BATCH = {"cpu": 8, "cuda": 256}  # the paper's protocol: GPU batch 256, CPU batch 8
 

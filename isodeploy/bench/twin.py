@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 
 MAC_TOLERANCE = 0.01
 #: dense timm model → standard timm models of smaller size, with their MACs at the default input size

@@ -8,7 +8,7 @@ from typing import Any, List, Optional
 import typer
 
 from isodeploy.commands.common import ImgSizeOption, check_report_paths, JsonOption, WeightsOption, write_json_atomic
-from isodeploy.errors import ExitCode, IsodeployError
+from isodeploy.core.errors import ExitCode, IsodeployError
 
 ARTIFACT_HELP = "Alias, timm model name, isodeploy output folder, .onnx or .plan (several allowed)."
 RuntimeOption = typer.Option(["torch"], "--runtime", "-r", help="torch | ort (onnxruntime) | trt (TensorRT); repeat or comma-separate for several.")

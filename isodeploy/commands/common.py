@@ -9,7 +9,7 @@ from typing import Iterator
 import typer
 
 from isodeploy.core.report_paths import check_report_paths  # noqa: F401 - re-exported for command modules
-from isodeploy.fileio import write_json_atomic  # noqa: F401 - re-exported for command modules
+from isodeploy.core.safe_write import write_json_atomic  # noqa: F401 - re-exported for command modules
 
 WEIGHTS_HELP = "pretrained (timm hub download) | random (random init, offline) | PATH to a .safetensors/.pth state dict."
 MODEL_HELP = ("An alias from models/ (e.g. deit_b), any timm model name, torchvision:NAME, a factory package.module:function, "

@@ -108,7 +108,7 @@ def with_twins(artifacts: List[str], folder: Path, settings) -> tuple[list[str],
         items.append(str(out))  # twins go after every given artifact: the first one stays the reference
         kinds.append("uniform-twin")
     if not sources:
-        from isodeploy.errors import IsodeployError
+        from isodeploy.core.errors import IsodeployError
 
         raise IsodeployError("--uniform-twin needs at least one pruned isodeploy folder among the artifacts")
     roles = []

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from isodeploy.commands.common import MODEL_HELP, check_report_paths, ImgSizeOption, JsonOption, WeightsOption, write_json_atomic
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 
 EXPORTER_HELP = "torchscript (default: fastest, falls back to dynamo if it fails) | dynamo (torch.export based)."
 PRECISION_HELP = "fp32 | fp16: mixed precision for TensorRT strongly typed builds (FP32 block list, FP32 I/O)."

@@ -60,7 +60,7 @@ def finetune(
     import os
     from contextlib import nullcontext
 
-    from isodeploy.core.fileio import folder_lock
+    from isodeploy.core.output_folder import folder_lock
 
     # One run per OUT at a time. Under torchrun the ranks share one OUT and a failed lock on one rank
     # would leave the others waiting in the process group, so the lock is for single-process runs.

@@ -14,7 +14,7 @@ def parse_macs(text: Optional[str]) -> Optional[float]:
     """'4.2G', '600M', '4.2e9' → MACs per image."""
     if text is None:
         return None
-    from isodeploy.errors import IsodeployError
+    from isodeploy.core.errors import IsodeployError
 
     units = {"k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
     value = text.strip().lower()
@@ -56,11 +56,11 @@ def prune(
     from rich.console import Console
 
     from isodeploy import api
-    from isodeploy.errors import IsodeployError
+    from isodeploy.core.errors import IsodeployError
     from isodeploy.prune.report import print_summary
 
     from isodeploy.core.artifacts import legacy_entries
-    from isodeploy.core.fileio import probe_output_folder
+    from isodeploy.core.output_folder import probe_output_folder
     from isodeploy.zoo.load import model_folder
 
     # -o is checked before the long work (the write re-checks under the folder's lock)

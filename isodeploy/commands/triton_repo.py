@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from isodeploy.commands.common import JsonOption, check_report_paths, write_json_atomic
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 
 
 def _parse_sizes(text: Optional[str]) -> Optional[list[int]]:

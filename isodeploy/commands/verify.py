@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from isodeploy.commands.common import ImgSizeOption, check_report_paths, JsonOption, write_json_atomic
-from isodeploy.errors import ExitCode, IsodeployError
+from isodeploy.core.errors import ExitCode, IsodeployError
 
 #: exit code of a numeric failure (bad input keeps IsodeployError's default, 2)
 EXIT_GATE_FAILED = ExitCode.NUMERIC

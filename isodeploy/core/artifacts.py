@@ -120,7 +120,7 @@ def check_restorable_attr(module: Any, attr: str, value: Any, module_path: str) 
 def legacy_entries(folder: Path) -> set[str] | None:
     """What isodeploy wrote into an output folder made before the ownership marker existed, read from
     its ``isodeploy.json``; None when the folder is not an isodeploy output."""
-    from isodeploy.core.fileio import read_json_quietly
+    from isodeploy.core.jsonread import read_json_quietly
 
     state = read_json_quietly(Path(folder) / STATE_FILE)
     if not isinstance(state, dict) or not ("source" in state or "pipeline" in state):

@@ -27,7 +27,7 @@ NAMED_WEIGHTS = ("pretrained", "random")
 
 def source_record(loaded: Any) -> dict[str, Any]:
     """The ``source_model``/``source_folder``/``weights``/``weights_sha256`` metadata of a loaded model."""
-    from isodeploy.fileio import sha256_file
+    from isodeploy.core.hashing import sha256_file
 
     folder = getattr(loaded, "folder", None)
     if folder is not None:
@@ -82,7 +82,7 @@ def reference_weights(meta: dict[str, str], given: str | None, where: str) -> st
                              f"{f' (sha256 {digest[:12]}…)' if digest else ''}; verify opens only files you pass: "
                              f"add --weights PATH/TO/{Path(shown).name} (or --reference MODEL)")
     if given not in NAMED_WEIGHTS and digest and recorded.startswith("file:") and Path(given).is_file():
-        from isodeploy.fileio import sha256_file
+        from isodeploy.core.hashing import sha256_file
 
         if sha256_file(Path(given)) != digest:
             raise IsodeployError(f"--weights '{given}' is not the file {where} was exported with (sha256 differs from "

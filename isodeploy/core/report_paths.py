@@ -28,7 +28,7 @@ def _files_of(path: Path) -> list[Path]:
 
 def _folder_names(folder: Path, extra: Iterable[str]) -> set[str]:
     """The entries of an isodeploy folder that are isodeploy's: the marker's list and the fixed names."""
-    from isodeploy.core.fileio import read_owned
+    from isodeploy.core.ownership import read_owned
 
     return set(FOLDER_FILES) | set(extra) | (read_owned(folder) or set())
 

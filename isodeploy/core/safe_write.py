@@ -14,12 +14,14 @@ regular file.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import secrets
 import stat
 from contextlib import contextmanager
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from isodeploy.core.errors import IsodeployError
 
@@ -171,3 +173,11 @@ def open_lock_file(path: Path) -> int:
         what = kind_of(st.st_mode) if not stat.S_ISREG(st.st_mode) else "file with other hard links"
         raise IsodeployError(f"{path} is a {what}, not isodeploy's lock file; remove it and re-run")
     return fd
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write JSON through a temp file and rename, so a reader never sees half a file."""
+    if is_dataclass(payload) and not isinstance(payload, type):
+        payload = asdict(payload)
+    text = json.dumps(payload, indent=2, default=str) + "\n"
+    write_text_atomic(Path(path), text)

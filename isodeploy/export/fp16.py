@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 
 #: ops kept in FP32 regardless of their values: normalisations, softmax, sum-type reductions, powers and roots
 DEFAULT_BLOCK_OPS: tuple[str, ...] = (

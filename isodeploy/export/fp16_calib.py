@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 
 
 def _float_values(model: Any) -> list[str]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 
 MIN_OPSET = 17  # LayerNormalization is one node from opset 17 on
 EXPORTERS = ("torchscript", "dynamo")

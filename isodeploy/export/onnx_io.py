@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 
 #: protobuf cannot serialise a message over 2 GiB; bigger models keep their weights in a side file
 PROTOBUF_LIMIT = 2**31 - 1

@@ -17,9 +17,9 @@ from types import ModuleType
 from typing import Any
 
 from isodeploy import __version__
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 from isodeploy.core.safe_write import check_target, make_temp_dir, remove_quietly, replace_into
-from isodeploy.fileio import sha256_file
+from isodeploy.core.hashing import sha256_file
 from isodeploy.export import trt_env
 from isodeploy.export.trt_env import TrtCaps, cuda_available, tensorrt_available  # noqa: F401 - agreed API
 from isodeploy.export.trt_meta import EngineMeta, TensorMeta, meta_path, timing_cache_file, write_meta_text

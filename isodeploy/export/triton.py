@@ -20,7 +20,7 @@ from pathlib import Path
 
 from isodeploy.core.cleanup import clean_stale_temps
 from isodeploy.core.safe_write import make_temp_dir
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 from isodeploy.serve.triton_validate import repo_problems, validate_model_dir
 
 TRITON_TYPES = {

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from types import ModuleType
 
-from isodeploy.errors import ExitCode, IsodeployError
+from isodeploy.core.errors import ExitCode, IsodeployError
 
 #: exit codes the pipeline relies on (docs/reliability.md: distinct outcomes for scripts)
 EXIT_NO_TENSORRT = ExitCode.NO_TENSORRT

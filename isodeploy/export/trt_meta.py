@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 from isodeploy.export.trt_env import GpuInfo, slug
 from isodeploy.export.trt_onnx import ProfileShape
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 
 #: ONNX TensorProto element type → the dtype names used across isodeploy metadata
 ONNX_DTYPES: dict[int, str] = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 from isodeploy.export.trt_env import TrtCaps
 
 PRECISIONS = ("fp16", "fp32", "fp16-legacy")

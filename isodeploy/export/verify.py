@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 from isodeploy.export.verify_stats import OutputStats, finite_or_none, output_stats
 
 #: FP16 top-1 tie band, relative to the sample's largest |logit| (about one FP16 rounding step of the max)

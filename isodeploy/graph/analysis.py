@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 from isodeploy.graph.constraints import apply_constraints
 from isodeploy.graph.groups import Group, Unprunable, build_groups
 from isodeploy.graph.isomorphic import group_signature, node_leaf_sets, signature_hash

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import torch
 from torch import fx
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 from isodeploy.graph.propagate import Propagation, op_name, shape_of
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import fx, nn
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from isodeploy.fileio import write_json_atomic, write_text_atomic
+from isodeploy.core.safe_write import write_json_atomic, write_text_atomic
 from isodeploy.pipeline.report_bench import headline_verdict, latency_section
 
 

@@ -18,7 +18,8 @@ from typing import Any, Callable
 
 from isodeploy.core.artifacts import legacy_entries
 from isodeploy.core.errors import ExitCode, IsodeployError
-from isodeploy.core.fileio import OutputFolder, clean_system_temps, open_output_folder
+from isodeploy.core.cleanup import clean_system_temps
+from isodeploy.core.output_folder import OutputFolder, open_output_folder
 from isodeploy.pipeline.state import STATE_FILE, StageBook, StageRecord, read_state, stage_key
 
 # Kept for the stage modules; the values are the ExitCode members.

@@ -6,8 +6,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from isodeploy.fileio import write_json_atomic
-from isodeploy.errors import IsodeployError
+from isodeploy.core.safe_write import write_json_atomic
+from isodeploy.core.errors import IsodeployError
 from isodeploy.pipeline.run import EXIT_NO_CUDA, EXIT_NO_TENSORRT, EXIT_NUMERICS, Pipeline, load_json
 from isodeploy.pipeline.state import file_digest, read_state
 

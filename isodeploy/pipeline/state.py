@@ -15,7 +15,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from isodeploy.core.fileio import clean_stale_temps, sha256_file, tree_digest, write_json_atomic
+from isodeploy.core.cleanup import clean_stale_temps
+from isodeploy.core.hashing import sha256_file, tree_digest
+from isodeploy.core.safe_write import write_json_atomic
 
 STATE_FILE = "isodeploy.json"
 
@@ -122,6 +124,6 @@ class StageBook:
 
 
 def clean_stale_temporaries(folder: Path, known_names: Iterable[str] = ()) -> list[str]:
-    """Remove temporaries a killed run left behind (see :func:`isodeploy.core.fileio.clean_stale_temps`);
+    """Remove temporaries a killed run left behind (see :func:`isodeploy.core.cleanup.clean_stale_temps`);
     call it holding the folder's lock."""
     return clean_stale_temps(folder, known_names)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from isodeploy import __version__
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 from isodeploy.graph.analysis import Grouping, analyze
 from isodeploy.prune.checked_apply import FrozenClass, apply_checked
 from isodeploy.prune.importance import Importance, check_scores, importance_from

@@ -11,7 +11,7 @@ from typing import Iterator
 
 import torch
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 from isodeploy.export.inputs import IMAGE_SUFFIXES  # one list of image types for every command
 
 

@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 from isodeploy.graph.analysis import Grouping
 from isodeploy.prune.apply import apply_keep
 from isodeploy.prune.fixups import ModuleChange

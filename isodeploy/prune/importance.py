@@ -13,7 +13,7 @@ from typing import Callable, Iterable, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from isodeploy.errors import IsodeployError, ParameterError
+from isodeploy.core.errors import IsodeployError, ParameterError
 from isodeploy.graph.analysis import Grouping
 from isodeploy.graph.groups import Group
 

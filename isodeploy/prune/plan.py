@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
-from isodeploy.errors import IsodeployError, ParameterError
+from isodeploy.core.errors import IsodeployError, ParameterError
 from isodeploy.graph.analysis import Grouping
 from isodeploy.prune.cost import plan_cost
 

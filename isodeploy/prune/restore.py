@@ -21,7 +21,7 @@ from typing import Any
 
 from torch import nn
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 
 #: attribute names the built-in fix-ups set (prune/fixups.py); nothing else comes from a spec
 BUILTIN = frozenset({

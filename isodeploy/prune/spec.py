@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from isodeploy import __version__
-from isodeploy.errors import IsodeployError
-from isodeploy.fileio import sha256_file
+from isodeploy.core.errors import IsodeployError
+from isodeploy.core.hashing import sha256_file
 
 SCHEMA_VERSION = 2
 SPEC_FILE = "isodeploy.json"
@@ -72,7 +72,7 @@ def write_folder(folder: Path, model: nn.Module, spec: dict[str, Any], force: bo
     was loaded from is refused.
     """
     from isodeploy.core.artifacts import legacy_entries
-    from isodeploy.core.fileio import open_output_folder
+    from isodeploy.core.output_folder import open_output_folder
 
     source = str(spec.get("source", {}).get("weights", ""))
     input_folder = Path(source[len("folder:"):]) if source.startswith("folder:") else None
@@ -102,7 +102,7 @@ def _write_weights_and_spec(folder: Path, model: nn.Module, spec: dict[str, Any]
     from safetensors import SafetensorError
     from safetensors.torch import save_file
 
-    from isodeploy.core.fileio import atomic_path
+    from isodeploy.core.safe_write import atomic_path
 
     with atomic_path(folder / WEIGHTS_FILE) as tmp_weights:
         try:
@@ -123,11 +123,11 @@ def safetensors_write_error(target: Path, exc: Exception) -> IsodeployError:
     import os
     import re
 
-    from isodeploy.core.fileio import _cannot_write
+    from isodeploy.core.safe_write import cannot_write
 
     match = re.search(r"os error (\d+)", str(exc))
     code = int(match.group(1)) if match else errno.EIO
-    return _cannot_write(target, OSError(code, os.strerror(code)))
+    return cannot_write(target, OSError(code, os.strerror(code)))
 
 
 def tensors_to_save(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -7,7 +7,7 @@ from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 
 CPU_TIMING = "CPU: time.perf_counter_ns (monotonic) around each step"
 CUDA_EVENT_TIMING = "CUDA: events recorded on the inference stream around each step, read after one synchronize"

@@ -42,7 +42,7 @@ def torch_dtype(name: str) -> Any:
 
     name = PRECISION_TORCH.get(name, name)
     if name not in TORCH_NAMES:
-        from isodeploy.errors import IsodeployError
+        from isodeploy.core.errors import IsodeployError
 
         raise IsodeployError(f"type {name} has no torch equivalent; isodeploy runs float/int models only")
     return getattr(torch, name)

@@ -7,7 +7,7 @@ from typing import Any
 
 import onnx
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 
 
 def load_header(path: Path | str) -> onnx.ModelProto:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 
 ONNX_SUFFIXES = (".onnx",)
 PLAN_SUFFIXES = (".plan", ".engine")

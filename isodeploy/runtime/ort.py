@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 from isodeploy.runtime import onnx_info
 from isodeploy.runtime.base import CPU_TIMING, CUDA_SYNC_TIMING, EXIT_NO_CUDA, TimedStep, first_line, image_input_shape, single_input
 from isodeploy.runtime.dtypes import FLOAT_ORT_TYPES, ort_np_type

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 from isodeploy.runtime import onnx_info
 from isodeploy.runtime.base import CPU_TIMING, TimedStep, image_input_shape, single_input
 from isodeploy.runtime.dtypes import onnx_np_type

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from isodeploy.errors import ExitCode, IsodeployError
+from isodeploy.core.errors import ExitCode, IsodeployError
 from isodeploy.runtime.base import CPU_TIMING, CUDA_EVENT_TIMING, TimedStep
 from isodeploy.runtime.dtypes import torch_dtype
 

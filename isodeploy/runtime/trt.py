@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 from isodeploy.runtime.base import CUDA_EVENT_TIMING, EXIT_NO_CUDA, TimedStep, single_input
 from isodeploy.runtime.dtypes import torch_dtype, trt_dtype_name
 

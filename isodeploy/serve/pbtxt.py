@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Union
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 
 
 class Ident(str):

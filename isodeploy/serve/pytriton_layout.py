@@ -18,7 +18,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 
 _HERE = Path(__file__).resolve().parent
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 from isodeploy.serve.triton_http import OffSpecReply
 from isodeploy.serve.triton_server import TritonLoadError, TritonServer
 

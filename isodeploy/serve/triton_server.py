@@ -16,7 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from isodeploy.errors import ExitCode, IsodeployError
+from isodeploy.core.errors import ExitCode, IsodeployError
 from isodeploy.serve.triton_http import TritonHttp
 
 SERVER_ENV = "ISODEPLOY_TRITONSERVER"  # path of a tritonserver binary (or a wrapper script)

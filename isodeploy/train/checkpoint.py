@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 
 CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.jsonl"
@@ -101,7 +101,7 @@ def save_student(folder: Path, model: nn.Module, base_spec: dict[str, Any], fine
 
 def clear_run(output: Path) -> None:
     """``--force``: remove what an earlier run left (only the names a run writes)."""
-    from isodeploy.core.fileio import refuse_links
+    from isodeploy.core.output_folder import refuse_links
     from isodeploy.core.safe_write import remove_quietly
 
     refuse_links(Path(output), RUN_FILES)  # never follow a link out of the run folder

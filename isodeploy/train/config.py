@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 
 AUGMENTATIONS = ("timm", "light", "none")
 AMP_MODES = ("auto", "off", "fp16", "bf16")

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 
 TORCHRUN_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 

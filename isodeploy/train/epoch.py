@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 from isodeploy.train.data import EpochSampler, sample_seed
 from isodeploy.train.dist import DistEnv
 from isodeploy.train.distill import distill_loss

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 from isodeploy.train import checkpoint as ck
 from isodeploy.train.config import EvalResult, FinetuneConfig, FinetuneReport
 from isodeploy.train.data import (
@@ -65,7 +65,7 @@ def _prepare_output(cfg: FinetuneConfig, env: DistEnv) -> Path:
     if out.exists() and not out.is_dir():
         raise IsodeployError(f"-o {out} is a file; give a folder path")
     if out.is_dir():
-        from isodeploy.core.fileio import refuse_links
+        from isodeploy.core.output_folder import refuse_links
 
         refuse_links(out, ck.RUN_FILES)  # a linked checkpoint.pt, best/ or samples/ is never written through
     if out.resolve() == Path(cfg.student).resolve():

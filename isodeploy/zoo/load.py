@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 from isodeploy.presets_store import Alias, load_presets
 from isodeploy.zoo.sources import BuildError, Source, is_factory, torchvision_builder
 

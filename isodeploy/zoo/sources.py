@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 
 from torch import nn
 
-from isodeploy.errors import IsodeployError
+from isodeploy.core.errors import IsodeployError
 
 KINDS = ("timm", "torchvision", "factory", "none")
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
