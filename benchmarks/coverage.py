@@ -96,7 +96,7 @@ t0 = time.perf_counter()
 try:
     if which == "isodeploy":
         import isodeploy
-        from isodeploy.bench.macs import count_macs
+        from isodeploy.benchmarking.macs import count_macs
         result = isodeploy.prune(model, x, ratio=0.3)
         pruned = result.model
         with torch.no_grad():

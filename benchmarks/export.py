@@ -4,7 +4,7 @@
 
 Prints (issue #4 "Speed"): export + verify wall time on CPU (target < 60 s on 2 cores); onnxruntime
 latency at batch 8 with fixed threads for both models next to their MAC ratio (target: measured speedup
-≥ 0.85 × the MAC reduction). Pruning comes from ``isodeploy.prune.api.prune_model`` when it exists;
+≥ 0.85 × the MAC reduction). Pruning comes from ``isodeploy.pruning.pruner.prune_model`` when it exists;
 without it only the dense figures are measured, and the script says so. ``--compare-exporters`` times
 the torchscript and dynamo exporters on the families we support (the evidence for the default).
 ``--families`` exports and verifies dense and pruned DeiT-B, ResNet-50, ConvNeXt-T, MobileNetV2 and
@@ -61,7 +61,7 @@ def ort_latency(paths: dict[str, tuple[Path, tuple[int, ...]]], batch: int, thre
 
 def macs_of(loaded) -> int | None:
     try:
-        from isodeploy.bench.macs import count_macs
+        from isodeploy.benchmarking.macs import count_macs
     except ImportError:
         return None
     return count_macs(loaded.model, loaded.example_input(2)).macs
@@ -70,7 +70,7 @@ def macs_of(loaded) -> int | None:
 def prune_if_available(dense, recipe: str = RECIPE):
     """The lead's pruning API when present (``prune_model(loaded, cfg)`` returning a result with ``.loaded``)."""
     try:
-        from isodeploy.prune import api
+        from isodeploy.pruning import pruner as api
     except ImportError as exc:
         print(f"pruning unavailable ({exc}); measuring dense models only")
         return None
@@ -83,7 +83,7 @@ def prune_if_available(dense, recipe: str = RECIPE):
 
 def families(folder: Path, threads: int) -> list[dict]:
     """Dense and pruned members of every family: export, then verify batch 1 and 7 from the same file."""
-    from isodeploy.zoo import load_model
+    from isodeploy.loading import load_model
 
     rows = []
     for name, recipe in PRUNED_FAMILIES:
@@ -103,11 +103,11 @@ def families(folder: Path, threads: int) -> list[dict]:
 def fp16_checks(folder: Path, threads: int) -> list[dict]:
     """FP16 ONNX of DeiT-T and ResNet-50 (224) against PyTorch FP32 with the FP16 gates, on onnxruntime CPU."""
     from isodeploy.export.fp16 import convert_fp16
-    from isodeploy.export.inputs import random_samples, to_batches
+    from isodeploy.core.inputs import random_samples, to_batches
     from isodeploy.export.onnx import export_onnx
     from isodeploy.export.runners import OrtRunner, TorchRunner
     from isodeploy.export.verify import Gates, verify
-    from isodeploy.zoo import load_model
+    from isodeploy.loading import load_model
 
     rows = []
     for name in ("deit_tiny_patch16_224", "resnet50"):
@@ -130,7 +130,7 @@ def fp16_checks(folder: Path, threads: int) -> list[dict]:
 
 def export_and_verify(loaded, folder: Path, name: str, threads: int) -> dict:
     """What `isodeploy export` + `isodeploy verify` do (16 random samples at batch 1 and 7), timed."""
-    from isodeploy.export.inputs import random_samples, to_batches
+    from isodeploy.core.inputs import random_samples, to_batches
     from isodeploy.export.onnx import export_onnx
     from isodeploy.export.runners import OrtRunner, TorchRunner
     from isodeploy.export.verify import Gates, verify
@@ -148,7 +148,7 @@ def export_and_verify(loaded, folder: Path, name: str, threads: int) -> dict:
 
 def compare_exporters(folder: Path, threads: int, warmup: int, iters: int) -> list[dict]:
     from isodeploy.export.onnx import export_onnx
-    from isodeploy.zoo import load_model
+    from isodeploy.loading import load_model
 
     rows = []
     for name in FAMILIES:
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from isodeploy.zoo import load_model
+    from isodeploy.loading import load_model
 
     torch.set_num_threads(args.threads)
     results: dict = {"machine": f"{torch.get_num_threads()} torch threads, onnxruntime {args.threads} intra-op threads"}
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
                           args.warmup, args.iters)
         for name, loaded, _ in rows:
             lat[name]["macs"] = macs_of(loaded)
-            macs = f"{lat[name]['macs'] / 1e9:.2f} GMACs" if lat[name]["macs"] else "MACs n/a (isodeploy.bench.macs missing)"
+            macs = f"{lat[name]['macs'] / 1e9:.2f} GMACs" if lat[name]["macs"] else "MACs n/a (isodeploy.benchmarking.macs missing)"
             print(f"onnxruntime CPU, batch {args.batch}, {args.threads} threads: {name}: {lat[name]['median_ms']:.0f} ms "
                   f"median ({lat[name]['images_per_s']:.1f} img/s), {macs}")
         results["latency"] = lat

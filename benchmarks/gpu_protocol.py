@@ -25,10 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from isodeploy.bench.compare import merge_reports  # noqa: E402
-from isodeploy.bench.ratios import METRICS  # noqa: E402
-from isodeploy.bench.report import markdown_table, write_text_atomic  # noqa: E402
-from isodeploy.bench.suite import BenchSettings, run_bench  # noqa: E402
+from isodeploy.benchmarking.compare import merge_reports  # noqa: E402
+from isodeploy.benchmarking.ratios import METRICS  # noqa: E402
+from isodeploy.benchmarking.report import markdown_table, write_text_atomic  # noqa: E402
+from isodeploy.benchmarking.suite import BenchSettings, run_bench  # noqa: E402
 
 ROLES = ["dense", "pruned", "uniform-twin"]
 TINY = {"img_size": 32, "patch_size": 8, "depth": 2}
@@ -36,11 +36,11 @@ TINY = {"img_size": 32, "patch_size": 8, "depth": 2}
 
 def build_models(dry_run: bool, folder: Path, say) -> tuple[list, list[Path], dict]:
     """Dense DeiT-B, pruned DeiT-4.2G and its uniform twin, as loaded models and saved folders."""
-    from isodeploy.bench.twin import make_twin
-    from isodeploy.prune.api import config_from_recipe, prune_model
-    from isodeploy.prune.plan import PruneConfig
-    from isodeploy.prune.spec import load_folder, write_folder
-    from isodeploy.zoo import load_model
+    from isodeploy.benchmarking.twin import make_twin
+    from isodeploy.pruning.pruner import config_from_recipe, prune_model
+    from isodeploy.pruning.plan import PruneConfig
+    from isodeploy.pruning.spec import load_folder, write_folder
+    from isodeploy.loading import load_model
 
     dense = load_model("deit_tiny_patch16_224", weights="random", **TINY) if dry_run else load_model("deit_b", weights="random")
     cfg = PruneConfig(ratio=0.3) if dry_run else config_from_recipe("deit-4.2g", {})
@@ -85,7 +85,7 @@ def variants(dry_run: bool, compile_: bool, trt: bool) -> list[dict]:
             out.append(dict(name="onnxruntime CUDA fp32", runtime="ort", precision="fp32", compile=False))
     except ImportError:
         pass
-    from isodeploy.export.trt_env import tensorrt_available
+    from isodeploy.runtime.trt.env import tensorrt_available
 
     if trt and tensorrt_available() is None:
         out.append(dict(name="TensorRT fp16", runtime="trt", precision="fp32", compile=False))
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             phases[v["name"]] = time.perf_counter() - start
     report = merge_reports(reports)
     phases["total"] = time.perf_counter() - t0
-    from isodeploy.bench.envinfo import describe_machine
+    from isodeploy.benchmarking.envinfo import describe_machine
 
     data = report.to_dict()
     data["twin"] = macs["twin"]

@@ -86,7 +86,7 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Settings]:
 
 
 def machine() -> dict[str, object]:
-    from isodeploy.bench.envinfo import cpu_model, library_versions, usable_cores
+    from isodeploy.benchmarking.envinfo import cpu_model, library_versions, usable_cores
 
     return {"cpu": cpu_model(), "cores": usable_cores(), "python": platform.python_version(), "libraries": library_versions()}
 
@@ -158,7 +158,7 @@ def importance_figure(s: Settings, paths: Paths, out_png: Path) -> dict[str, lis
 
     from evidence.histograms import importance_by_class, plot, summary
     from evidence.models import IMG_SIZE, SETUPS
-    from isodeploy.zoo import load_model
+    from isodeploy.loading import load_model
 
     torch.set_num_threads(max(1, s.jobs * s.threads))
     panels, stats = {}, {}

@@ -28,8 +28,8 @@ RUNNER = textwrap.dedent("""
             if line.startswith(field):
                 return int(line.split()[1]) * 1024
     if which.startswith("isodeploy"):
-        from isodeploy.prune.api import prune_model
-        from isodeploy.prune.plan import PruneConfig
+        from isodeploy.pruning.pruner import prune_model
+        from isodeploy.pruning.plan import PruneConfig
         from isodeploy.zoo import load_model
     else:
         import torch_pruning as tp
@@ -46,9 +46,9 @@ RUNNER = textwrap.dedent("""
     elif which == "isodeploy-unchecked":  # the previous release's path: group, score, plan, apply, no self-check
         import copy
         from isodeploy.graph.analysis import analyze
-        from isodeploy.prune.apply import apply_keep
-        from isodeploy.prune.importance import magnitude
-        from isodeploy.prune.plan import make_plan
+        from isodeploy.pruning.apply import apply_keep
+        from isodeploy.pruning.importance import magnitude
+        from isodeploy.pruning.plan import make_plan
         loaded = load_model(name, weights="random")
         model_bytes = sum(p.numel() * p.element_size() for p in loaded.model.parameters())
         t1 = time.perf_counter()
@@ -76,7 +76,7 @@ RUNNER = textwrap.dedent("""
                 m.head_dim = m.qkv.out_features // (3 * m.num_heads)
                 m.attn_dim = m.num_heads * m.head_dim
                 m.scale = m.head_dim ** -0.5
-        from isodeploy.bench.macs import count_macs
+        from isodeploy.benchmarking.macs import count_macs
         report = count_macs(model, torch.randn(2, 3, 224, 224))
         macs, params = report.macs, report.params
     seconds = time.perf_counter() - t1
@@ -105,8 +105,8 @@ def paper_table() -> list[dict]:
 
     import torch
 
-    from isodeploy.prune.api import config_from_recipe, prune_model
-    from isodeploy.zoo import load_model
+    from isodeploy.pruning.pruner import config_from_recipe, prune_model
+    from isodeploy.loading import load_model
 
     warnings.filterwarnings("ignore")
     torch.set_num_threads(2)

@@ -19,28 +19,28 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.2.0"
+from isodeploy.core.version import __version__
 
 from isodeploy.core.errors import IsodeployError
 
 _LAZY = {
-    "create_model": "isodeploy.api", "example_inputs": "isodeploy.api", "analyze": "isodeploy.api", "save": "isodeploy.api",
-    "load": "isodeploy.api", "export_onnx": "isodeploy.api_deploy", "verify": "isodeploy.api_deploy",
-    "register_op": "isodeploy.graph.ops", "register_fixup": "isodeploy.prune.fixups",
-    "Importance": "isodeploy.prune.importance", "Source": "isodeploy.zoo.sources", "PruneResult": "isodeploy.prune.api",
+    "create_model": "isodeploy.api.models", "example_inputs": "isodeploy.api.models", "analyze": "isodeploy.api.models", "save": "isodeploy.api.models",
+    "load": "isodeploy.api.models", "export_onnx": "isodeploy.api.deploy", "verify": "isodeploy.api.deploy",
+    "register_op": "isodeploy.graph.ops", "register_fixup": "isodeploy.pruning.fixups",
+    "Importance": "isodeploy.pruning.importance", "Source": "isodeploy.zoo.sources", "PruneResult": "isodeploy.pruning.pruner",
 }
 
 
 def prune(*args: Any, **kwargs: Any):
-    """Isomorphic pruning of a copy of ``model``; see :func:`isodeploy.api.prune`."""
-    from isodeploy.api import prune as _prune
+    """Isomorphic pruning of a copy of ``model``; see `isodeploy.api.models.prune`."""
+    from isodeploy.api.models import prune as _prune
 
     return _prune(*args, **kwargs)
 
 
 def bench(*args: Any, **kwargs: Any):
-    """Latency, memory and MACs of artifacts; see :func:`isodeploy.api_deploy.bench`."""
-    from isodeploy.api_deploy import bench as _bench
+    """Latency, memory and MACs of artifacts; see :func:`isodeploy.api.deploy.bench`."""
+    from isodeploy.api.deploy import bench as _bench
 
     return _bench(*args, **kwargs)
 

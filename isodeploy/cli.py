@@ -13,7 +13,7 @@ import sys
 
 import typer
 
-from isodeploy import __version__
+from isodeploy.core.version import __version__
 from isodeploy.core.errors import ExitCode, IsodeployError
 
 # Command modules, in the order `--help` lists them. Each has `register(app: typer.Typer) -> None`.

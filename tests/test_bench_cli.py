@@ -11,9 +11,9 @@ import onnx
 import pytest
 import torch
 
-from isodeploy.bench.suite import BenchSettings, run_bench
+from isodeploy.benchmarking.suite import BenchSettings, run_bench
 from isodeploy.cli import main
-from isodeploy.zoo import load_model
+from isodeploy.loading import load_model
 
 torch.set_num_threads(2)
 TINY_VIT = {"img_size": 32, "patch_size": 8, "depth": 2}

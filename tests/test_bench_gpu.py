@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from isodeploy.bench.suite import BenchSettings, run_bench
+from isodeploy.benchmarking.suite import BenchSettings, run_bench
 from isodeploy.cli import main
-from isodeploy.zoo import load_model
+from isodeploy.loading import load_model
 
 NO_CUDA = "no CUDA GPU visible to torch on this machine"
 NO_TRT = "TensorRT is not installed (pip install 'isodeploy[trt]' on a machine with an NVIDIA GPU)"

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from isodeploy.bench.gate import check_regression
-from isodeploy.bench.progress import PlainReporter, Tick
-from isodeploy.bench.protocol import make_protocol
-from isodeploy.bench.ratios import RatioFigure
-from isodeploy.bench.report import BenchReport, BenchResult, LatencyStats
-from isodeploy.bench.schedule import run_adaptive, run_fixed
-from isodeploy.bench.stats import FASTER, SAME, SLOWER, TOO_FEW, change_interval, ratio_interval
+from isodeploy.benchmarking.gate import check_regression
+from isodeploy.benchmarking.progress import PlainReporter, Tick
+from isodeploy.benchmarking.protocol import make_protocol
+from isodeploy.benchmarking.ratios import RatioFigure
+from isodeploy.benchmarking.report import BenchReport, BenchResult, LatencyStats
+from isodeploy.benchmarking.schedule import run_adaptive, run_fixed
+from isodeploy.benchmarking.stats import FASTER, SAME, SLOWER, TOO_FEW, change_interval, ratio_interval
 from isodeploy.cli import main
 from isodeploy.core.errors import IsodeployError
 from isodeploy.runtime.base import CPU_TIMING, TimedStep
@@ -239,7 +239,7 @@ def test_gate_refuses_a_zero_latency_baseline() -> None:
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from isodeploy.export.onnx import export_onnx
-    from isodeploy.zoo import load_model
+    from isodeploy.loading import load_model
 
     loaded = load_model("resnet18", weights="random", img_size=32)
     path = tmp_path_factory.mktemp("proto") / "r18.onnx"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from isodeploy.bench.latency import round_sizes
-from isodeploy.bench.ratios import compute_ratios, find, pair_ratios
-from isodeploy.bench.report import BenchResult, LatencyStats, MemoryFigure
-from isodeploy.bench.suite import BenchSettings, _Bench, _Entry
-from isodeploy.bench.artifacts import ArtifactRef
+from isodeploy.benchmarking.latency import round_sizes
+from isodeploy.benchmarking.ratios import compute_ratios, find, pair_ratios
+from isodeploy.benchmarking.report import BenchResult, LatencyStats, MemoryFigure
+from isodeploy.benchmarking.suite import BenchSettings, _Bench, _Entry
+from isodeploy.benchmarking.artifacts import ArtifactRef
 from isodeploy.runtime.base import CPU_TIMING, TimedStep
 
 

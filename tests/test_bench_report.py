@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from isodeploy.bench.envinfo import collect_env, describe_machine
-from isodeploy.bench.latency import time_host
-from isodeploy.bench.report import BenchReport, BenchResult, LatencyStats, MemoryFigure, load_report, to_markdown
+from isodeploy.benchmarking.envinfo import collect_env, describe_machine
+from isodeploy.benchmarking.latency import time_host
+from isodeploy.benchmarking.markdown import to_markdown
+from isodeploy.benchmarking.report import BenchReport, BenchResult, LatencyStats, MemoryFigure, load_report
 from isodeploy.commands.common import write_json_atomic
 
 

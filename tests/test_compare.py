@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from isodeploy.bench.compare import build_compare, compare_markdown, parse_accuracy
-from isodeploy.bench.plot import plot_latency_vs_macs
-from isodeploy.bench.report import BenchReport, BenchResult, LatencyStats, MemoryFigure
+from isodeploy.benchmarking.compare import build_compare, compare_markdown, parse_accuracy
+from isodeploy.benchmarking.plot import plot_latency_vs_macs
+from isodeploy.benchmarking.report import BenchReport, BenchResult, LatencyStats, MemoryFigure
 from isodeploy.cli import main
 from isodeploy.commands.common import write_json_atomic
 from isodeploy.core.errors import IsodeployError

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from isodeploy.core.errors import IsodeployError
-from isodeploy.export.inputs import random_samples, to_batches
+from isodeploy.core.inputs import random_samples, to_batches
 from isodeploy.export.onnx import export_onnx
 from isodeploy.export.runners import OrtRunner, TorchRunner
 from isodeploy.export.verify import Gates, verify
-from isodeploy.zoo import load_model
+from isodeploy.loading import load_model
 
 torch.set_num_threads(1)  # robust on a shared 2-core box
 

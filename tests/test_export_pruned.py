@@ -9,17 +9,17 @@ import pytest
 import torch
 
 from isodeploy.cli import main
-from isodeploy.export.inputs import random_samples, to_batches
+from isodeploy.core.inputs import random_samples, to_batches
 from isodeploy.export.onnx import export_onnx
 from isodeploy.export.runners import OrtRunner, TorchRunner
 from isodeploy.export.verify import Gates, verify
-from isodeploy.zoo import load_model
+from isodeploy.loading import load_model
 
 torch.set_num_threads(1)
 
-api = pytest.importorskip("isodeploy.prune.api", reason="pruning (isodeploy.prune.api) is not in this checkout")
+api = pytest.importorskip("isodeploy.pruning.pruner", reason="pruning (isodeploy.pruning.pruner) is not in this checkout")
 if not hasattr(api, "config_from_recipe"):
-    pytest.skip("isodeploy.prune.api has no config_from_recipe (API changed?)", allow_module_level=True)
+    pytest.skip("isodeploy.pruning.pruner has no config_from_recipe (API changed?)", allow_module_level=True)
 
 CASES = {
     "deit": ("deit_tiny_patch16_224", dict(img_size=32, patch_size=8, depth=2), "deit-0.6g"),

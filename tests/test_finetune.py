@@ -17,9 +17,9 @@ from safetensors.torch import load_file, save_file
 
 import isodeploy
 from isodeploy.cli import main
-from isodeploy.prune.api import prune_model, save_pruned
-from isodeploy.prune.plan import PruneConfig
-from isodeploy.zoo import load_model
+from isodeploy.pruning.pruner import prune_model, save_pruned
+from isodeploy.pruning.plan import PruneConfig
+from isodeploy.loading import load_model
 
 SIZE = 32
 VIT = "deit_tiny_patch16_224"
@@ -52,7 +52,7 @@ def metrics(out: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
     """Train a small ViT on digits (CE, plain loop), prune it by half; returns the paths."""
-    from isodeploy.prune.calib import scan_images
+    from isodeploy.pruning.calib import scan_images
     from isodeploy.train.data import eval_transform
 
     root = tmp_path_factory.mktemp("digits")

@@ -12,9 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
-from isodeploy.prune.api import prune_model, save_pruned
-from isodeploy.prune.plan import PruneConfig
-from isodeploy.zoo import load_model
+from isodeploy.pruning.pruner import prune_model, save_pruned
+from isodeploy.pruning.plan import PruneConfig
+from isodeploy.loading import load_model
 
 
 def _images(folder, count: int) -> None:

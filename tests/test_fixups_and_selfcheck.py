@@ -10,7 +10,7 @@ from torch import nn
 
 import isodeploy
 from isodeploy.core.errors import IsodeployError
-from isodeploy.prune.fixups import FIXUPS
+from isodeploy.pruning.fixups import FIXUPS
 
 
 class GroupedMixer(nn.Module):

@@ -12,11 +12,12 @@ from torch import nn
 
 from isodeploy.core.errors import IsodeployError
 from isodeploy.export.fp16 import DEFAULT_BLOCK_OPS, convert_fp16
-from isodeploy.export.inputs import random_samples, to_batches
+from isodeploy.core.inputs import random_samples, to_batches
 from isodeploy.export.onnx import export_onnx
 from isodeploy.export.runners import OrtRunner, ReferenceRunner, TorchRunner
 from isodeploy.export.verify import Gates, verify
-from isodeploy.zoo import LoadedModel, load_model
+from isodeploy.loading import load_model
+from isodeploy.zoo import LoadedModel
 
 torch.set_num_threads(1)  # robust on a shared 2-core box
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from isodeploy.bench.gate import check_regression, parse_regression
-from isodeploy.bench.report import SCHEMA, BenchReport, BenchResult, LatencyStats, load_report
+from isodeploy.benchmarking.gate import check_regression, parse_regression
+from isodeploy.benchmarking.report import SCHEMA, BenchReport, BenchResult, LatencyStats, load_report
 from isodeploy.cli import main
 from isodeploy.core.errors import IsodeployError
 
@@ -100,7 +100,7 @@ def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     import torch
 
-    from isodeploy.zoo import load_model
+    from isodeploy.loading import load_model
 
     loaded = load_model("resnet18", weights="random", img_size=32)
     path = tmp_path_factory.mktemp("gate") / "r18.onnx"

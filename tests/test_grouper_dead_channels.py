@@ -8,7 +8,7 @@ import copy
 import pytest
 import torch
 
-from isodeploy.prune.apply import apply_keep
+from isodeploy.pruning.apply import apply_keep
 
 # Input-side dims of Linear/Conv weights read the group's channels; every other member dim produces
 # them (output rows, biases, norm affine params, biases tables): zeroing those makes the channels dead.

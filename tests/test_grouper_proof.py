@@ -17,8 +17,8 @@ from torch import nn
 from isodeploy.graph.analysis import analyze
 from isodeploy.graph.ops import TABLE, OpTable
 from isodeploy.graph.ops import shape as shape_rules
-from isodeploy.prune import apply as apply_mod
-from isodeploy.prune.apply import apply_keep
+from isodeploy.pruning import apply as apply_mod
+from isodeploy.pruning.apply import apply_keep
 
 from conftest import make_model, randomize_norms
 

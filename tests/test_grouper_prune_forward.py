@@ -11,7 +11,7 @@ import torch
 
 from conftest import SMALL_ZOO
 from isodeploy.graph.trace import trace
-from isodeploy.prune.apply import apply_keep
+from isodeploy.pruning.apply import apply_keep
 
 
 @pytest.mark.parametrize("key", list(SMALL_ZOO))

@@ -11,7 +11,7 @@ from torch import nn
 
 from conftest import make_model
 from isodeploy.graph.analysis import analyze
-from isodeploy.prune.apply import apply_keep
+from isodeploy.pruning.apply import apply_keep
 
 
 def _group_with(grouping, label):
@@ -115,7 +115,7 @@ def test_grn_inside_an_mlp_is_not_a_residual_stream():
 def test_query_rescaling_only_for_the_fused_qkv_layout():
     """EfficientFormer's qkv rows are (heads, [k, k, v]): rescaling "the first third" would scale
     keys and values too. Only the traced (3, heads, head_dim) layout is rescaled."""
-    from isodeploy.prune.apply import _is_fused_qkv
+    from isodeploy.pruning.apply import _is_fused_qkv
 
     ef = analyze(make_model("efficientformer_l1").eval(), torch.randn(2, 3, 224, 224))
     path = next(iter(ef.prop.attention))
@@ -138,7 +138,7 @@ def test_non_persistent_buffers_survive_save_and_reload(tmp_path, monkeypatch):
     """A sliced non-persistent buffer must come back with its pruned shape and values."""
     import timm
 
-    from isodeploy.prune.spec import rebuild, tensors_to_save
+    from isodeploy.pruning.spec import rebuild, tensors_to_save
 
     model = _ScaledByBuffer().eval()
     x = torch.randn(2, 8)

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from isodeploy.bench.macs import count_macs, count_params
-from isodeploy.zoo import load_model
+from isodeploy.benchmarking.macs import count_macs, count_params
+from isodeploy.loading import load_model
 
 torch.set_num_threads(2)
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import isodeploy
-from isodeploy.bench.macs import count_macs
+from isodeploy.benchmarking.macs import count_macs
 from isodeploy.core.errors import IsodeployError
 from isodeploy.graph.analysis import analyze
 from isodeploy.graph.ops import TABLE, OpTable, register_op

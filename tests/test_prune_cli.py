@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from isodeploy.cli import main
-from isodeploy.prune.api import prune_model, save_pruned
-from isodeploy.prune.plan import PruneConfig
-from isodeploy.zoo import load_model
+from isodeploy.pruning.pruner import prune_model, save_pruned
+from isodeploy.pruning.plan import PruneConfig
+from isodeploy.loading import load_model
 
 ROUND_TRIP = {
     "deit": ("deit_tiny_patch16_224", 32, {"patch_size": 8, "depth": 2}),

@@ -210,7 +210,7 @@ def test_report_compares_pruned_with_its_uniform_twin_by_the_protocol(tmp_path, 
 
 
 def test_the_default_bench_is_the_protocol():
-    from isodeploy.bench.suite import DEFAULT_BATCH, BenchSettings
+    from isodeploy.benchmarking.suite import DEFAULT_BATCH, BenchSettings
     from isodeploy.pipeline.run import PipelineOptions
     from isodeploy.pipeline.stages import GPU_BATCH
 

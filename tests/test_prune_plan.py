@@ -9,12 +9,12 @@ import torch
 from torch import nn
 
 from conftest import make_model, randomize_norms
-from isodeploy.bench.macs import count_macs
+from isodeploy.benchmarking.macs import count_macs
 from isodeploy.core.errors import IsodeployError
 from isodeploy.graph.analysis import analyze
-from isodeploy.prune.apply import apply_keep
-from isodeploy.prune.importance import magnitude
-from isodeploy.prune.plan import PruneConfig, make_plan
+from isodeploy.pruning.apply import apply_keep
+from isodeploy.pruning.importance import magnitude
+from isodeploy.pruning.plan import PruneConfig, make_plan
 
 # The paper's Table 2 (Fang et al. 2024; README, Pruning): source, (embed, mlp, heads, head-dim), MACs G, params M.
 PAPER = [

@@ -13,8 +13,8 @@ import onnx
 import pytest
 import torch
 
-from isodeploy.bench import memory
-from isodeploy.bench.memory_probe import CPU_METHOD
+from isodeploy.benchmarking import memory
+from isodeploy.benchmarking.memory_probe import CPU_METHOD
 from isodeploy.core.errors import IsodeployError
 from isodeploy.runtime.base import EXIT_NO_CUDA
 from isodeploy.runtime.onnx_info import compute_precision
@@ -22,7 +22,7 @@ from isodeploy.runtime.open import open_runner
 from isodeploy.runtime.ort import OrtRunner
 from isodeploy.runtime.reference import ReferenceRunner
 from isodeploy.runtime.torch_runner import TorchRunner
-from isodeploy.zoo import load_model
+from isodeploy.loading import load_model
 
 TINY_VIT = {"img_size": 32, "patch_size": 8, "depth": 2}
 
@@ -90,7 +90,7 @@ def test_verify_and_bench_refuse_forced_cuda_in_one_line(small_onnx: Path, capsy
 
 def test_fp16_onnx_with_fp32_io_is_labelled_fp16(small_onnx: Path, tmp_path: Path) -> None:
     pytest.importorskip("onnxconverter_common")
-    from isodeploy.bench.suite import BenchSettings, run_bench
+    from isodeploy.benchmarking.suite import BenchSettings, run_bench
     from isodeploy.export.fp16 import convert_fp16
 
     half = tmp_path / "small.fp16.onnx"
@@ -166,7 +166,7 @@ def _fake_trt(builder_error: BaseException | None = None):
 
 
 def test_tensorrt_for_another_cuda_major_is_exit_4() -> None:
-    from isodeploy.runtime.trt import new_builder, new_runtime
+    from isodeploy.runtime.trt.runner import new_builder, new_runtime
 
     # what pybind raises when the C++ constructor returns null (libnvinfer built for another CUDA major)
     trt = _fake_trt(TypeError("pybind11::init(): factory function returned nullptr"))
@@ -177,8 +177,8 @@ def test_tensorrt_for_another_cuda_major_is_exit_4() -> None:
 
 
 def test_one_tensorrt_logger_per_process() -> None:
-    from isodeploy.export.tensorrt import make_logger
-    from isodeploy.runtime.trt import new_builder, shared_logger
+    from isodeploy.export.trt.build import make_logger
+    from isodeploy.runtime.trt.runner import new_builder, shared_logger
 
     trt = _fake_trt()
     a, b = new_builder(trt), new_builder(trt)

@@ -16,11 +16,11 @@ import torch
 
 from isodeploy.cli import main
 from isodeploy.core.errors import IsodeployError
-from isodeploy.export import trt_env
-from isodeploy.export.trt_env import GpuInfo, TrtCaps, detect_caps
-from isodeploy.export.trt_meta import EngineMeta, TensorMeta, check_engine_env, meta_path, read_engine_meta, timing_cache_file
-from isodeploy.export.trt_onnx import ProfileShape, profile_shapes, read_onnx_io
-from isodeploy.export.trt_precision import plan_precision
+from isodeploy.runtime.trt import env as trt_env
+from isodeploy.runtime.trt.env import GpuInfo, TrtCaps, detect_caps
+from isodeploy.runtime.trt.meta import EngineMeta, TensorMeta, check_engine_env, meta_path, read_engine_meta, timing_cache_file
+from isodeploy.export.trt.onnx_prep import ProfileShape, profile_shapes, read_onnx_io
+from isodeploy.export.trt.precision import plan_precision
 
 
 def export_tiny(path: Path, *, dynamic_batch: bool = True, dynamic_hw: bool = False, hw: int = 16) -> Path:

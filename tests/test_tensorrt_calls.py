@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from isodeploy.core.errors import IsodeployError
-from isodeploy.export import trt_env
-from isodeploy.export.tensorrt import build_engine
-from isodeploy.export.trt_env import GpuInfo
-from isodeploy.export.trt_meta import read_engine_meta, timing_cache_file
+from isodeploy.runtime.trt import env as trt_env
+from isodeploy.export.trt.build import build_engine
+from isodeploy.runtime.trt.env import GpuInfo
+from isodeploy.runtime.trt.meta import read_engine_meta, timing_cache_file
 
 try:
     from test_tensorrt_build import export_tiny, to_fp16
@@ -232,7 +232,7 @@ def test_fp32_onnx_is_converted_to_fp16_before_parsing(tmp_path, use_fake, monke
     real_parse = trt.OnnxParser.parse_from_file
 
     def parse_and_look(self, path):
-        from isodeploy.export.trt_onnx import read_onnx_io
+        from isodeploy.export.trt.onnx_prep import read_onnx_io
 
         seen["low_precision"] = read_onnx_io(Path(path)).low_precision
         return real_parse(self, path)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from isodeploy.core.errors import IsodeployError
-from isodeploy.export.trt_env import cuda_available, tensorrt_available
+from isodeploy.runtime.trt.env import cuda_available, tensorrt_available
 
 _NO_TRT = tensorrt_available()
 _NO_CUDA = cuda_available()
@@ -34,7 +34,7 @@ MODELS = {
 def export(kind: str, folder: Path) -> tuple[Path, tuple[int, int, int]]:
     import torch
 
-    from isodeploy.zoo import load_model
+    from isodeploy.loading import load_model
 
     name, kwargs = MODELS[kind]
     loaded = load_model(name, weights="random", **kwargs)
@@ -60,7 +60,7 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module", params=sorted(MODELS))
 def fp32_engine(request, tmp_path_factory):
-    from isodeploy.export.tensorrt import build_engine
+    from isodeploy.export.trt.build import build_engine
 
     folder = tmp_path_factory.mktemp(request.param)
     onnx_path, size = export(request.param, folder)
@@ -70,7 +70,7 @@ def fp32_engine(request, tmp_path_factory):
 
 
 def test_fp32_engine_matches_onnxruntime(fp32_engine):
-    from isodeploy.export.tensorrt_runner import TrtRunner
+    from isodeploy.runtime.trt.runner import TrtRunner
 
     onnx_path, plan, size, meta = fp32_engine
     assert (meta.min_batch, meta.opt_batch, meta.max_batch) == (1, 4, 8) and meta.precision == "fp32"
@@ -90,7 +90,7 @@ def test_fp32_engine_matches_onnxruntime(fp32_engine):
 def test_device_side_bind_execute_for_bench(fp32_engine):
     import torch
 
-    from isodeploy.export.tensorrt_runner import TrtRunner
+    from isodeploy.runtime.trt.runner import TrtRunner
 
     onnx_path, plan, size, _ = fp32_engine
     runner = TrtRunner(plan)
@@ -111,8 +111,8 @@ def test_fp16_engine_from_a_mixed_precision_onnx_passes_fp16_gates(kind, tmp_pat
     import onnx
     from onnxconverter_common import float16
 
-    from isodeploy.export.tensorrt import build_engine
-    from isodeploy.export.tensorrt_runner import TrtRunner
+    from isodeploy.export.trt.build import build_engine
+    from isodeploy.runtime.trt.runner import TrtRunner
 
     onnx_path, size = export(kind, tmp_path)
     blocked = ["LayerNormalization", "Softmax", "ReduceMean", "Pow", "Sqrt"]
@@ -127,8 +127,8 @@ def test_fp16_engine_from_a_mixed_precision_onnx_passes_fp16_gates(kind, tmp_pat
 
 def test_fp32_onnx_hand_off_builds_an_fp16_engine(tmp_path):
     pytest.importorskip("isodeploy.export.fp16", reason="the export helper's FP16 converter is not there yet")
-    from isodeploy.export.tensorrt import build_engine
-    from isodeploy.export.tensorrt_runner import TrtRunner
+    from isodeploy.export.trt.build import build_engine
+    from isodeploy.runtime.trt.runner import TrtRunner
 
     onnx_path, size = export("vit", tmp_path)
     meta = build_engine(onnx_path, tmp_path / "m.plan", precision="fp16", max_batch=8)
@@ -138,7 +138,7 @@ def test_fp32_onnx_hand_off_builds_an_fp16_engine(tmp_path):
 
 
 def test_engine_from_another_tensorrt_version_or_gpu_is_a_clear_error(fp32_engine, tmp_path):
-    from isodeploy.export.tensorrt_runner import TrtRunner
+    from isodeploy.runtime.trt.runner import TrtRunner
 
     _, plan, _, _ = fp32_engine
     for field, value, message in [("tensorrt_version", "9.0.0", "built with TensorRT 9.0.0"),
@@ -156,8 +156,8 @@ def test_triton_config_from_a_real_engine(fp32_engine, tmp_path):
     model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
     from google.protobuf import text_format
 
-    from isodeploy.export.tensorrt_runner import TrtRunner
-    from isodeploy.export.triton import write_triton_repo
+    from isodeploy.runtime.trt.runner import TrtRunner
+    from isodeploy.serve.triton_repo import write_triton_repo
 
     _, plan, _, meta = fp32_engine
     write_triton_repo(plan, "engine", tmp_path / "repo")

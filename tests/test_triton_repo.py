@@ -16,7 +16,7 @@ from google.protobuf import text_format
 
 from isodeploy.cli import main
 from isodeploy.core.errors import IsodeployError
-from isodeploy.export.triton import write_triton_repo
+from isodeploy.serve.triton_repo import write_triton_repo
 
 try:
     from test_tensorrt_build import export_tiny, sample_meta
@@ -57,7 +57,7 @@ def test_onnx_config_matches_the_graph_and_onnxruntime(tmp_path):
     import onnxruntime as ort
     import torch
 
-    from isodeploy.zoo import load_model
+    from isodeploy.loading import load_model
 
     loaded = load_model("resnet18", weights="random", img_size=64)
     src = tmp_path / "resnet18.onnx"
@@ -135,7 +135,7 @@ def test_plan_config_reads_names_types_shapes_and_profile_from_the_metadata(tmp_
 
 
 def test_plan_with_fp16_io_smaller_max_batch_and_scalar_output(tmp_path):
-    from isodeploy.export.trt_meta import TensorMeta
+    from isodeploy.runtime.trt.meta import TensorMeta
 
     plan = write_plan(tmp_path, inputs=[TensorMeta("x", "float16", [-1, 3, 32, 32])],
                       outputs=[TensorMeta("logits", "float16", [-1, 10]), TensorMeta("score", "int32", [-1])])
@@ -153,7 +153,7 @@ def test_plan_errors(tmp_path):
         write_triton_repo(plan, "m", tmp_path / "repo", max_batch=512)
     with pytest.raises(IsodeployError, match="runs only on a GPU"):
         write_triton_repo(plan, "m", tmp_path / "repo", device="cpu")
-    from isodeploy.export.trt_onnx import ProfileShape
+    from isodeploy.export.trt.onnx_prep import ProfileShape
 
     late = write_plan(tmp_path / "late", profile=[ProfileShape("input", [4, 3, 224, 224], [8, 3, 224, 224], [64, 3, 224, 224])])
     with pytest.raises(IsodeployError, match="profile starting at batch 4.*--min-batch 1"):
@@ -231,7 +231,7 @@ def test_symlinked_external_data_is_refused_never_copied(tmp_path, capsys):
     (folder / "big.onnx.data").symlink_to(secret)
     rc = main(["triton-repo", str(folder / "big.onnx"), "--name", "big", "-o", str(tmp_path / "repo")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 1 and "is a symbolic link" in err[0] and "Traceback" not in err[0]
+    assert rc == 2 and len(err) == 1 and "behind a symbolic link" in err[0] and "Traceback" not in err[0]
     assert not (tmp_path / "repo").exists()
     # a linked folder on the way to the data is refused the same way
     real = tmp_path / "weights"
@@ -242,7 +242,7 @@ def test_symlinked_external_data_is_refused_never_copied(tmp_path, capsys):
     (folder / "w" / "sub.data").rename(real / "sub.data")
     (folder / "w").rmdir()
     (folder / "w").symlink_to(real, target_is_directory=True)
-    with pytest.raises(IsodeployError, match="is a symbolic link"):
+    with pytest.raises(IsodeployError, match="behind a symbolic link"):
         write_triton_repo(folder / "sub.onnx", "sub", tmp_path / "repo")
     assert not (tmp_path / "repo").exists()
 
@@ -333,7 +333,7 @@ def test_every_written_config_passes_the_validator_and_parses_back(tmp_path):
     from isodeploy.serve.pbtxt import parse_pbtxt
     from isodeploy.serve.triton_validate import model_dir_problems
 
-    from isodeploy.export.trt_meta import TensorMeta
+    from isodeploy.runtime.trt.meta import TensorMeta
 
     plan = write_plan(tmp_path / "p", inputs=[TensorMeta("x", "float16", [-1, 3, 32, 32])],
                       outputs=[TensorMeta("logits", "float16", [-1, 10]), TensorMeta("score", "int32", [-1])])

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from isodeploy.bench.macs import count_macs
-from isodeploy.bench.twin import make_twin, misaligned_head_dims, standard_model
-from isodeploy.prune.api import prune_model
-from isodeploy.prune.plan import PruneConfig
-from isodeploy.zoo import load_model
+from isodeploy.benchmarking.macs import count_macs
+from isodeploy.benchmarking.twin import make_twin, misaligned_head_dims, standard_model
+from isodeploy.pruning.pruner import prune_model
+from isodeploy.pruning.plan import PruneConfig
+from isodeploy.loading import load_model
 
 CASES = {
     "vit": ("deit_tiny_patch16_224", {"img_size": 32, "patch_size": 8, "depth": 2}),

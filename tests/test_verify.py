@@ -14,11 +14,11 @@ from onnx import numpy_helper
 
 from isodeploy.cli import main
 from isodeploy.core.errors import IsodeployError
-from isodeploy.export.inputs import random_samples, to_batches
+from isodeploy.core.inputs import random_samples, to_batches
 from isodeploy.export.onnx import export_onnx
 from isodeploy.export.verify import Gates, verify
 from isodeploy.export.verify_stats import output_stats
-from isodeploy.zoo import load_model
+from isodeploy.loading import load_model
 
 torch.set_num_threads(1)
 

@@ -66,7 +66,7 @@ def load_tensors(folder: str, transform) -> tuple["torch.Tensor", "torch.Tensor"
     import torch
     from PIL import Image
 
-    from isodeploy.prune.calib import scan_images
+    from isodeploy.pruning.calib import scan_images
 
     images = scan_images(Path(folder))
     xs = [transform(Image.open(p).convert("RGB")) for p in images.paths]

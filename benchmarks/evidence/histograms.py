@@ -1,6 +1,6 @@
 """The paper's figure: per-channel importance of each isomorphic class of a trained dense model.
 
-Scores are the raw numbers the pruner ranks (``isodeploy.prune.importance``), with no per-class
+Scores are the raw numbers the pruner ranks (``isodeploy.pruning.importance``), with no per-class
 normalisation, because a global ranking compares exactly these numbers. The x-axis is log10 of the
 score (the classes differ by orders of magnitude); every class's histogram has unit area, so a class
 with few channels (one embedding group, 12 heads) is as visible as one with thousands.
@@ -43,8 +43,8 @@ def class_labels(kinds: list[str]) -> list[str]:
 def importance_by_class(loaded, train_folder: str, calib_batches: int) -> list[ClassScores]:
     """Magnitude (L2) and Taylor scores of every channel, grouped by isomorphic class."""
     from isodeploy.graph.analysis import analyze
-    from isodeploy.prune.calib import calibration_batches
-    from isodeploy.prune.importance import magnitude, taylor
+    from isodeploy.pruning.calib import calibration_batches
+    from isodeploy.pruning.importance import magnitude, taylor
 
     model = loaded.model
     grouping = analyze(model, loaded.example_input(2), name=loaded.timm_name)

@@ -41,8 +41,8 @@ SETUPS = {
 
 def macs_of(setup: ModelSetup, **override: Any) -> int:
     """Exact MACs per image of the model built with ``override`` (random weights; shapes are all that matter)."""
-    from isodeploy.bench.macs import count_macs
-    from isodeploy.zoo import load_model
+    from isodeploy.benchmarking.macs import count_macs
+    from isodeploy.loading import load_model
 
     loaded = load_model(setup.timm_name, weights="random", img_size=IMG_SIZE, **setup.create_kwargs(**override))
     return count_macs(loaded.model, loaded.example_input(2)).macs

@@ -70,7 +70,7 @@ def _fresh(setup: ModelSetup, seed: int, **override: Any):
     """A randomly initialised model seeded by ``seed`` (isodeploy's 'random' weights use one fixed seed)."""
     import timm
 
-    from isodeploy.zoo import load_model
+    from isodeploy.loading import load_model
 
     loaded = load_model(setup.timm_name, weights="random", img_size=IMG_SIZE, **setup.create_kwargs(**override))
     torch.manual_seed(seed)
@@ -79,7 +79,7 @@ def _fresh(setup: ModelSetup, seed: int, **override: Any):
 
 
 def _macs(model: torch.nn.Module, example: torch.Tensor) -> tuple[int, int]:
-    from isodeploy.bench.macs import count_macs
+    from isodeploy.benchmarking.macs import count_macs
 
     report = count_macs(model, example)
     return report.macs, report.params
@@ -127,8 +127,8 @@ def _prune_to_budget(loaded, job: Job, s: Settings, dense_macs: int, calib: str)
     keeps such a model at or below budget + 1 %; the row records the factor and the table marks it.
     """
     from isodeploy.core.errors import IsodeployError
-    from isodeploy.prune.api import prune_model
-    from isodeploy.prune.plan import PruneConfig
+    from isodeploy.pruning.pruner import prune_model
+    from isodeploy.pruning.plan import PruneConfig
 
     failure = None
     for factor in (1.0, 0.99, 0.98, 0.97):
@@ -144,10 +144,10 @@ def _prune_to_budget(loaded, job: Job, s: Settings, dense_macs: int, calib: str)
 
 def prune(job: Job, s: Settings, paths: Paths) -> dict[str, Any]:
     """Prune the seed's dense model to the MAC budget with one ranking and importance, then fine-tune it."""
-    from isodeploy.prune.api import save_pruned
+    from isodeploy.pruning.pruner import save_pruned
     from isodeploy.train.config import FinetuneConfig
     from isodeploy.train.loop import run_finetune
-    from isodeploy.zoo import load_model
+    from isodeploy.loading import load_model
 
     setup = SETUPS[job.model]
     weights = paths.dense_weights(job.model, job.seed)

@@ -35,7 +35,7 @@ def split_runtimes(values: List[str]) -> tuple[str, ...]:
 def make_settings(runtime: List[str], device: Optional[str], batch: Optional[int], warmup: Optional[int], iters: Optional[int],
                   threads: Optional[int], weights: str, img_size: Optional[int], memory: bool, precision: str,
                   memory_repeats: int = 1, compile: bool = False, protocol: Optional[str] = None, budget: Optional[float] = None) -> Any:
-    from isodeploy.bench.suite import BenchSettings
+    from isodeploy.benchmarking.suite import BenchSettings
 
     return BenchSettings(runtimes=split_runtimes(runtime), device=device, batch=batch, warmup=warmup, iters=iters,
                          threads=threads, weights=weights, img_size=img_size, memory=memory, precision=precision,
@@ -44,7 +44,7 @@ def make_settings(runtime: List[str], device: Optional[str], batch: Optional[int
 
 def progress_bar() -> Any:
     """Progress on stderr (rich on a terminal, plain lines with ETA in logs), so tables on stdout stay clean for pipes."""
-    from isodeploy.bench.progress import make_reporter
+    from isodeploy.benchmarking.progress import make_reporter
 
     return make_reporter()
 
@@ -59,7 +59,7 @@ def out_console() -> Any:
 
 def check_baseline_keys(baseline: Any, artifacts: List[str], settings: Any, name: str) -> None:
     """Fail before measuring when the baseline cannot cover these artifacts on these runtimes."""
-    from isodeploy.bench.artifacts import resolve_artifact, runtimes_for
+    from isodeploy.benchmarking.artifacts import resolve_artifact, runtimes_for
 
     have = {r.key for r in baseline.results}
     for query in artifacts:
@@ -93,9 +93,10 @@ def bench(
     max_regression: str = typer.Option("10%", "--max-regression", help="Allowed p50 slow-down against --baseline, e.g. 10% or 0.1."),
 ) -> None:
     """Measure latency (mean/p50/p90/p99, CV, img/s), peak memory and MACs of each artifact on each runtime."""
-    from isodeploy.bench import gate as gate_mod
-    from isodeploy.bench.report import load_report, measurement_notes, protocol_line, rich_table, to_markdown, write_text_atomic
-    from isodeploy.bench.suite import run_bench
+    from isodeploy.benchmarking import gate as gate_mod
+    from isodeploy.benchmarking.markdown import to_markdown
+    from isodeploy.benchmarking.report import load_report, measurement_notes, protocol_line, rich_table, write_text_atomic
+    from isodeploy.benchmarking.suite import run_bench
 
     from isodeploy.commands.common import check_artifact_arguments
 
@@ -115,7 +116,7 @@ def bench(
     console = out_console()
     console.print(rich_table(report.results, title=f"Latency per batch of {settings.batch} ({settings.device})"))
     if report.ratios:
-        from isodeploy.bench.ratios import ratio_table
+        from isodeploy.benchmarking.ratios import ratio_table
 
         console.print(ratio_table(report.ratios))
     for line in [f"protocol: {protocol_line(report)}"] + measurement_notes(report.results) + report.notes:

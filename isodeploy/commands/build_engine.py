@@ -29,7 +29,7 @@ def build_engine_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from isodeploy.export.tensorrt import build_engine
+    from isodeploy.export.trt.build import build_engine
 
     out = output or onnx.with_suffix(".plan")
     check_report_paths({"--json": json_path}, inputs=[onnx], outputs=[out])

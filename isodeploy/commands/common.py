@@ -40,7 +40,7 @@ def check_model_argument(model: str, weights: str | None = None, img_size: int |
     for this command (naming it is trusting it, so a folder it writes may rebuild from it); a folder
     named like a model never hides the model (say how to mean the folder); --weights/--img-size that
     a folder ignores are said to be ignored."""
-    from isodeploy.zoo.load import is_path_like, shadowing_folder
+    from isodeploy.loading import is_path_like, shadowing_folder
     from isodeploy.zoo.sources import is_factory, trust_factories
 
     if not is_path_like(model) and is_factory(model):
@@ -59,7 +59,7 @@ def check_artifact_arguments(artifacts: list[str], img_size: int | None) -> None
 
 def warn_ignored_for_folder(model: str, weights: str | None, img_size: int | None) -> None:
     """A folder MODEL records its own weights and input size: say so when --weights/--img-size were given."""
-    from isodeploy.zoo.load import model_folder
+    from isodeploy.loading import model_folder
 
     if model_folder(model) is None:
         return

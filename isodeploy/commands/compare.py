@@ -38,11 +38,11 @@ def compare(
     md_path: Optional[Path] = MdOption,
 ) -> None:
     """Compare MACs, params, latency per runtime/device, peak memory and accuracy; pruned vs uniform models."""
-    from isodeploy.bench.compare import build_compare, compare_markdown, compare_table, footnotes, merge_reports, parse_accuracy
-    from isodeploy.bench.report import load_report, write_text_atomic
-    from isodeploy.bench.suite import run_bench
+    from isodeploy.benchmarking.compare import build_compare, compare_markdown, compare_table, footnotes, merge_reports, parse_accuracy
+    from isodeploy.benchmarking.report import load_report, write_text_atomic
+    from isodeploy.benchmarking.suite import run_bench
 
-    from isodeploy.bench.plot import FORMATS
+    from isodeploy.benchmarking.plot import FORMATS
     from isodeploy.commands.common import check_artifact_arguments
 
     check_artifact_arguments(artifacts, img_size)
@@ -67,14 +67,14 @@ def compare(
     console = out_console()
     console.print(compare_table(report))
     if report.ratios:
-        from isodeploy.bench.ratios import ratio_table
+        from isodeploy.benchmarking.ratios import ratio_table
 
         console.print("Ratios (Hodges–Lehmann estimate over paired rounds of the interleaved run, 95 % interval, verdict):")
         console.print(ratio_table(report.ratios), soft_wrap=True)
     for line in footnotes(report):
         console.print(f"[dim]- {line}[/dim]")
     if plot:
-        from isodeploy.bench.plot import plot_latency_vs_macs
+        from isodeploy.benchmarking.plot import plot_latency_vs_macs
 
         plot_latency_vs_macs(report, plot)
         console.print(f"plot: {plot}")
@@ -91,9 +91,9 @@ def compare(
 
 def with_twins(artifacts: List[str], folder: Path, settings) -> tuple[list[str], list[str]]:
     """The artifacts plus one uniform twin per pruned folder (written under ``folder``), and each one's role."""
-    from isodeploy.bench.artifacts import resolve_artifact
-    from isodeploy.bench.twin import dense_of_folder, make_twin
-    from isodeploy.prune.spec import write_folder
+    from isodeploy.benchmarking.artifacts import resolve_artifact
+    from isodeploy.benchmarking.twin import dense_of_folder, make_twin
+    from isodeploy.pruning.spec import write_folder
 
     refs = [resolve_artifact(a, settings.img_size) for a in artifacts]
     sources: dict[str, str] = {}
@@ -119,7 +119,7 @@ def with_twins(artifacts: List[str], folder: Path, settings) -> tuple[list[str],
         if kind != "model":
             roles.append("pruned" if kind == "folder" else kind)
             continue
-        from isodeploy.zoo import resolve
+        from isodeploy.loading import resolve
 
         roles.append("dense" if resolve(a).timm_name in sources else "standard")
     return items, roles

@@ -16,7 +16,7 @@ PRECISION_HELP = "fp32 | fp16: mixed precision for TensorRT strongly typed build
 
 def default_output(model: str, precision: str) -> Path:
     """``DIR/model.onnx`` for an isodeploy folder, ``./<model>.onnx`` otherwise (``.fp16.onnx`` for FP16)."""
-    from isodeploy.zoo.load import model_folder
+    from isodeploy.loading import model_folder
 
     given = model_folder(model)
     name = "model" if given is not None else Path(model).name.replace(":", "_")
@@ -43,7 +43,7 @@ def export_cmd(
 
     if precision not in ("fp32", "fp16"):
         raise IsodeployError(f"--precision must be fp32 or fp16, not '{precision}'")
-    from isodeploy import api_deploy
+    from isodeploy import api
     from isodeploy.commands.common import check_model_argument
     from isodeploy.export.onnx import describe
 
@@ -59,7 +59,7 @@ def export_cmd(
     check_report_paths({"--json": json_path}, inputs=[model, weights], outputs=[out])
     console = Console(stderr=True)
     with console.status(f"loading {model} and exporting it to ONNX ({precision})"):
-        report = api_deploy.export_onnx(model, out, opset=opset, exporter=exporter, dynamic_batch=not static_batch,
+        report = api.export_onnx(model, out, opset=opset, exporter=exporter, dynamic_batch=not static_batch,
                                         precision=precision, img_size=img_size, weights=weights, calib_data=calib_data,
                                         calib_samples=calib_samples, safe_range=safe_range)
     fp16 = report.fp16

@@ -65,7 +65,7 @@ def _recorded_frozen(model: str) -> list[dict] | None:
     path = Path(model)
     if not (path / "isodeploy.json").is_file():
         return None
-    from isodeploy.prune.spec import read_spec
+    from isodeploy.pruning.spec import read_spec
 
     frozen = read_spec(path).get("frozen_classes")
     return frozen if isinstance(frozen, list) else None

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from isodeploy.commands.common import JsonOption, write_json_atomic
-from isodeploy.presets_store import load_presets
+from isodeploy.zoo.presets import load_presets
 
 
 def presets(json_path: Optional[Path] = JsonOption) -> None:

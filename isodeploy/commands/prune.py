@@ -57,11 +57,11 @@ def prune(
 
     from isodeploy import api
     from isodeploy.core.errors import IsodeployError
-    from isodeploy.prune.report import print_summary
+    from isodeploy.pruning.report import print_summary
 
     from isodeploy.core.artifacts import legacy_entries
     from isodeploy.core.output_folder import probe_output_folder
-    from isodeploy.zoo.load import model_folder
+    from isodeploy.loading import model_folder
 
     # -o is checked before the long work (the write re-checks under the folder's lock)
     probe_output_folder(output, adopt=legacy_entries, input_folder=model_folder(model))

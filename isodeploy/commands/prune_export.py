@@ -62,7 +62,7 @@ def prune_export(
             console.print(message)
             status.update(message)
 
-        from isodeploy.bench.progress import CallbackReporter
+        from isodeploy.benchmarking.progress import CallbackReporter
 
         result = run_pipeline(opts, say, progress=lambda: CallbackReporter(console.print, status.update))
     print_summary(console, result)

@@ -39,7 +39,7 @@ def triton_repo_cmd(
     """Write REPO/NAME/config.pbtxt and REPO/NAME/1/model.plan|model.onnx (plus the engine's metadata)."""
     from rich.console import Console
 
-    from isodeploy.export.triton import write_triton_repo
+    from isodeploy.serve.triton_repo import write_triton_repo
     from isodeploy.serve.triton_server import find_backend_dir, find_server
 
     if not check and (server is not None or backend_dir is not None):

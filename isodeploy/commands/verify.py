@@ -50,7 +50,7 @@ def verify_cmd(
     """Compare outputs on the same inputs at two batch sizes: max/mean/p99 |err|, max rel err, cosine, top-1/top-5; exit 1 on failure."""
     from rich.console import Console
 
-    from isodeploy.export.inputs import image_samples, random_samples, to_batches
+    from isodeploy.core.inputs import image_samples, random_samples, to_batches
     from isodeploy.export.reference import check_same_input, open_reference
     from isodeploy.runtime.open import open_runner, runner_precision
     from isodeploy.export.verify import Gates, verify

@@ -47,7 +47,7 @@ def check_input_size(value: Any, where: str) -> tuple[int, int, int]:
     return tuple(value)  # type: ignore[return-value]
 
 
-def _check_triple(value: Any, where: str, name: str) -> None:
+def check_triple(value: Any, where: str, name: str) -> None:
     if not isinstance(value, (list, tuple)) or not value or not all(_is_number(v) for v in value):
         raise IsodeployError(f"{where}: {name} must be a list of finite numbers; got {str(value)[:60]}")
 
@@ -75,7 +75,7 @@ def validate_spec(spec: Any, path: Path) -> dict[str, Any]:
         check_input_size(source["input_size"], where)
     for key in ("mean", "std"):
         if key in source:
-            _check_triple(source[key], where, f"source.{key}")
+            check_triple(source[key], where, f"source.{key}")
     for key in ("create_kwargs", "kwargs"):
         if key in source and not isinstance(source[key], dict):
             raise IsodeployError(f"{where}: source.{key} must be an object; got {type(source[key]).__name__}")
@@ -156,44 +156,6 @@ def check_fraction(value: float | None, name: str, *, low: float = 0.0, high: fl
         raise IsodeployError(f"{name} must be a number in {lo}{low:g}, {high:g}{hi}; got {value}")
 
 
-def _meta_json(meta: dict[str, str], key: str, where: str) -> Any:
-    raw = meta.get(key)
-    if raw is None:
-        return None
-    from isodeploy.core.jsonread import JsonError, parse_json
-
-    try:
-        return parse_json(raw, f"metadata 'isodeploy.{key}'")
-    except JsonError as exc:
-        raise IsodeployError(f"{where}: {exc} ({str(raw)[:40]!r}); the file was edited: re-export it with 'isodeploy export'") from None
-
-
-def read_onnx_source_meta(meta: dict[str, str], where: str) -> dict[str, Any]:
-    """The typed source fields of an ONNX file's ``isodeploy.*`` metadata (as :func:`read_metadata`
-    returns them): ``source_model`` (str), ``weights`` (str), ``create_kwargs`` (dict),
-    ``input_size`` ([C, H, W] or None), ``mean``/``std`` (lists or None). One line when malformed."""
-    out: dict[str, Any] = {}
-    for key in ("source_model", "weights"):
-        value = meta.get(key)
-        if value is not None and (not isinstance(value, str) or not value.strip() or "\n" in value):
-            raise IsodeployError(f"{where}: metadata 'isodeploy.{key}' is not a one-line name; the file was edited")
-        out[key] = value
-    kwargs = _meta_json(meta, "create_kwargs", where)
-    if kwargs is not None and not isinstance(kwargs, dict):
-        raise IsodeployError(f"{where}: metadata 'isodeploy.create_kwargs' must be a JSON object; got {type(kwargs).__name__}")
-    from isodeploy.zoo.sources import check_file_source  # allow-listed kwargs; no factory on a file's word
-
-    out["create_kwargs"] = check_file_source(out.get("source_model"), kwargs or {}, where)
-    size = _meta_json(meta, "input_size", where)
-    out["input_size"] = check_input_size(size, f"{where} metadata") if size not in (None, []) else None
-    for key in ("mean", "std"):
-        value = _meta_json(meta, key, where)
-        if value is not None:
-            _check_triple(value, f"{where} metadata", key)
-        out[key] = value
-    return out
-
-
 def pickle_refusal(path: Path, exc: BaseException, what: str = "weights file") -> IsodeployError | None:
     """The one-line refusal for a file ``torch.load(weights_only=True)`` would not open because it
     holds pickled objects (code could run on load); None for other read errors."""
@@ -205,24 +167,6 @@ def pickle_refusal(path: Path, exc: BaseException, what: str = "weights file") -
         return IsodeployError(f"{what} '{path}' was not loaded: it holds pickled objects (loading them could run code); "
                               "re-save it as safetensors: safetensors.torch.save_file(state_dict, 'model.safetensors')")
     return None
-
-
-def check_external_data(model: Any, onnx_path: Path) -> None:
-    """Every external-data location of an ONNX model must be a plain file next to (or under) the
-    model's folder: not absolute, no '..', not a symbolic link. A crafted file must not make
-    isodeploy read (or copy) any other file on the machine."""
-    from isodeploy.export.onnx_io import external_tensors
-
-    folder = Path(onnx_path).parent.resolve()
-    for label, tensor in external_tensors(model):  # initializers and Constant-node tensors alike
-        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
-        rel = Path(location)
-        target = folder / rel
-        if (not location or rel.is_absolute() or ".." in rel.parts or target.is_symlink()
-                or any(p.is_symlink() for p in target.parents if folder in p.parents)
-                or (target.exists() and folder not in target.resolve().parents)):
-            raise IsodeployError(f"'{onnx_path}': {label} keeps its data at '{location}', outside the "
-                                 "model's folder or behind a symbolic link; isodeploy reads only side files next to the model")
 
 
 def validate_bench_dict(data: dict[str, Any], where: str) -> None:

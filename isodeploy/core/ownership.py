@@ -30,6 +30,6 @@ def safe_name(name: str) -> bool:
 
 
 def write_owned(folder: Path, files: set[str]) -> None:
-    from isodeploy import __version__
+    from isodeploy.core.version import __version__
 
     write_json_atomic(Path(folder) / OWNER_FILE, {"written_by": f"isodeploy {__version__}", "files": sorted(files)})

@@ -174,7 +174,7 @@ def _infer(model: Any, what: str = "the FP32 ONNX") -> Any:
 
     import onnx
 
-    from isodeploy.export.onnx_io import PROTOBUF_LIMIT, weights_bytes
+    from isodeploy.core.onnx_io import PROTOBUF_LIMIT, weights_bytes
 
     try:
         if weights_bytes(model) < PROTOBUF_LIMIT // 2:
@@ -192,7 +192,7 @@ def _check_loads(model: Any) -> None:
     """Refuse to write an FP16 model onnxruntime cannot load (a converter bug would otherwise surface later)."""
     import onnxruntime as ort
 
-    from isodeploy.export.onnx_io import PROTOBUF_LIMIT, weights_bytes
+    from isodeploy.core.onnx_io import PROTOBUF_LIMIT, weights_bytes
 
     if weights_bytes(model) >= PROTOBUF_LIMIT // 2:
         return  # checked by onnx.checker on the written file instead
@@ -222,7 +222,7 @@ def convert_fp16(
     from onnxconverter_common.float16 import convert_float_to_float16
 
     from isodeploy.export.fp16_calib import activation_ranges, default_calib_inputs
-    from isodeploy.export.onnx_io import load_onnx, read_metadata, save_onnx_atomic, set_metadata
+    from isodeploy.core.onnx_io import load_onnx, read_metadata, save_onnx_atomic, set_metadata
 
     start = time.perf_counter()
     in_path, out_path = Path(in_path), Path(out_path)

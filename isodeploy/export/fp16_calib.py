@@ -30,7 +30,7 @@ def _session(model: Any) -> Any:
     import onnx
     import onnxruntime as ort
 
-    from isodeploy.export.onnx_io import PROTOBUF_LIMIT, weights_bytes
+    from isodeploy.core.onnx_io import PROTOBUF_LIMIT, weights_bytes
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -54,7 +54,7 @@ def activation_ranges(model: Any, inputs: list[np.ndarray]) -> dict[str, float]:
     """max |x| per float tensor over all ``inputs`` (batches for the model's single input); inf for NaN/inf."""
     import onnx
 
-    from isodeploy.export.onnx_io import tensor_shape
+    from isodeploy.core.onnx_io import tensor_shape
 
     if len(model.graph.input) != 1:
         raise IsodeployError("FP16 range calibration supports single-input models; pass calib_inputs=[] to skip it")
@@ -84,7 +84,7 @@ def activation_ranges(model: Any, inputs: list[np.ndarray]) -> dict[str, float]:
 
 def default_calib_inputs(model: Any, count: int = 4, seed: int = 0) -> list[np.ndarray]:
     """Standard-normal samples shaped like the model's input (a dynamic batch becomes ``count``)."""
-    from isodeploy.export.onnx_io import tensor_shape
+    from isodeploy.core.onnx_io import tensor_shape
 
     shape = tensor_shape(model.graph.input[0])
     if any(not isinstance(d, int) or d <= 0 for d in shape[1:]):

@@ -76,7 +76,7 @@ def spec_hash(loaded: Any) -> str | None:
 
 def build_metadata(loaded: Any, exporter: str, opset: int) -> dict[str, Any]:
     """The provenance later stages read back: source model, input size, normalisation, spec hash."""
-    from isodeploy import __version__
+    from isodeploy.core.version import __version__
 
     from isodeploy.core.provenance import source_record
 
@@ -175,7 +175,7 @@ def export_onnx(
     ``onnx.checker`` + strict shape inference → atomic write (weights in ``<out>.data`` over 2 GB).
     """
     from isodeploy.export.onnx_clean import clean_graph
-    from isodeploy.export.onnx_io import PROTOBUF_LIMIT, load_onnx, save_onnx_atomic, set_metadata, tensor_shape
+    from isodeploy.core.onnx_io import PROTOBUF_LIMIT, load_onnx, save_onnx_atomic, set_metadata, tensor_shape
 
     if exporter is not None and exporter not in EXPORTERS:
         raise IsodeployError(f"unknown exporter '{exporter}': choose {' or '.join(EXPORTERS)}")

@@ -76,7 +76,7 @@ def _reference_from_metadata(candidate: Any, meta: dict[str, str], weights: str 
     """The model the candidate's metadata names, rebuilt by *name* only: a pruned model from the
     isodeploy folder that holds the candidate (same weights hash), never a folder or weights file the
     metadata points at (isodeploy.core.provenance says why)."""
-    from isodeploy.core.artifacts import read_onnx_source_meta
+    from isodeploy.zoo.onnx_source import read_onnx_source_meta
     from isodeploy.core.provenance import names_a_path, own_folder, reference_weights
 
     where = str(getattr(candidate, "name", "the candidate"))
@@ -110,7 +110,7 @@ def _source_onnx_metadata(candidate: Any) -> dict[str, str]:
     source = getattr(getattr(candidate, "meta", None), "source_onnx", None)
     if not source or not Path(source).is_file():
         return {}
-    from isodeploy.export.onnx_io import load_onnx, read_metadata
+    from isodeploy.core.onnx_io import load_onnx, read_metadata
 
     try:
         return read_metadata(load_onnx(source, load_weights=False))
@@ -120,7 +120,7 @@ def _source_onnx_metadata(candidate: Any) -> dict[str, str]:
 
 def _torch_reference(query: str, candidate: Any, weights: str, img_size: int | None, kwargs: dict[str, Any]) -> Reference:
     from isodeploy.runtime.torch_runner import TorchRunner
-    from isodeploy.zoo import load_model
+    from isodeploy.loading import load_model
 
     loaded = load_model(query, weights=weights, img_size=img_size, **kwargs)
     runner = TorchRunner(loaded.model, name=f"torch:{loaded.timm_name}", output_names=list(candidate.output_names))

@@ -16,7 +16,8 @@ from isodeploy.core.errors import IsodeployError
 from isodeploy.graph.constraints import apply_constraints
 from isodeploy.graph.groups import Group, Unprunable, build_groups
 from isodeploy.graph.isomorphic import group_signature, node_leaf_sets, signature_hash
-from isodeploy.graph.propagate import Propagation, propagate
+from isodeploy.graph.propagate import Propagation
+from isodeploy.graph.walk import propagate
 from isodeploy.graph.trace import trace
 
 

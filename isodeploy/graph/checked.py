@@ -92,7 +92,7 @@ def _data_dependent_tensor(node: fx.Node) -> str | None:
 
 def run_rule(prop: Propagation, node: fx.Node, rule: Callable | None, strict: bool) -> Any:
     """Apply ``rule`` (None: no rule) to ``node`` with the checks above; returns the output dims."""
-    from isodeploy.graph.ops.core import freeze_node, unsupported_rule  # noqa: PLC0415
+    from isodeploy.graph.freeze import freeze_node, unsupported_rule  # noqa: PLC0415
 
     if rule is None:
         return unsupported_rule(prop, node)

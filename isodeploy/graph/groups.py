@@ -67,7 +67,8 @@ def _is_residual(prop: Propagation, atom: int, node_leaves: dict) -> bool:
     different Linear/Conv ops* (x + proj(…)). An add inside one branch (ConvNeXt-V2's GRN computes
     x + f(x) from the same fc1 output) or of a constant/parameter (a bias, a position table) is not.
     """
-    from isodeploy.graph.propagate import base_op, role_of
+    from isodeploy.graph.propagate import base_op
+    from isodeploy.graph.walk import role_of
 
     memo: dict = {}
 

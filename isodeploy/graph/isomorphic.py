@@ -13,7 +13,8 @@ import hashlib
 
 from torch import fx
 
-from isodeploy.graph.propagate import Propagation, base_op, role_of, shape_of
+from isodeploy.graph.propagate import Propagation, base_op, shape_of
+from isodeploy.graph.walk import role_of
 
 def node_leaf_sets(prop: Propagation) -> dict[fx.Node, tuple[list[set[int]], set[int]]]:
     """For every op node: the leaf atoms of each tensor input, and of its output(s)."""

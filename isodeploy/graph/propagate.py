@@ -108,14 +108,6 @@ def base_op(node: fx.Node) -> str:
     return name[:-1] if name.endswith("_") and not name.endswith("__") else name
 
 
-def role_of(node: fx.Node) -> str:
-    """The op's role in topology signatures, from the op table (``compute`` when unknown)."""
-    from isodeploy.graph.ops import TABLE  # noqa: PLC0415 - the table's rules import this module
-
-    spec = TABLE.lookup(node)
-    return spec.role if spec is not None else "compute"
-
-
 def shape_of(value: Any) -> tuple[int, ...] | None:
     """The traced tensor's sizes; None for a non-tensor or a tensor whose size depends on the data
     (``torch.nonzero``, boolean masks): such a tensor carries no channel atoms at all."""
@@ -134,53 +126,3 @@ def data_dependent(value: Any) -> bool:
     from torch.fx.experimental.symbolic_shapes import has_free_unbacked_symbols  # noqa: PLC0415
 
     return any(isinstance(s, torch.SymInt) and has_free_unbacked_symbols(s) for s in value.shape)
-
-
-def propagate(traced: TracedGraph, strict: bool = False, extra_rules: dict | None = None) -> Propagation:
-    """Run every node through its rule; unknown ops freeze what they touch and are reported.
-
-    Every rule's result is checked against the node's traced shape (:mod:`isodeploy.graph.checked`):
-    a rule that raises or disagrees freezes what the node touches with that reason, or under
-    ``strict`` raises one :class:`~isodeploy.graph.checked.RuleError` naming node, op, module and line.
-    ``extra_rules`` maps ops (packets, overloads or names) to rules used for this call only.
-    """
-    from isodeploy.graph.checked import run_rule  # noqa: PLC0415 - the rules import this module
-    from isodeploy.graph.ops import TABLE, OpTable  # noqa: PLC0415
-
-    overrides = {OpTable.resolve(k): v for k, v in (extra_rules or {}).items()}
-    prop = Propagation(traced=traced, atoms=AtomTable())
-    user_inputs = set(traced.user_inputs)
-    for node in traced.graph.nodes:
-        value = node.meta.get("val")
-        if node.op == "placeholder":
-            shape = shape_of(value)
-            if shape is None:
-                continue
-            if node.name in traced.state_of:
-                name = traced.state_of[node.name]
-                prop.dims[node] = prop.fresh(shape)
-                prop.state_dims[name] = prop.dims[node]
-                prop.state_of_node[node] = name
-            elif node.name in user_inputs:
-                prop.dims[node] = prop.fresh(shape, frozen="model input (image channels, batch and spatial dims)")
-            else:  # tensors captured as constants: nothing can slice them, so their dims keep identity
-                prop.dims[node] = prop.fresh(shape, frozen="a constant tensor held by the model (not a parameter or buffer)")
-        elif node.op == "call_function":
-            target = getattr(node.target, "overloadpacket", node.target)
-            spec = TABLE.lookup(node)
-            rule = overrides.get(target) or (spec.rule if spec is not None else None)
-            result = run_rule(prop, node, rule, strict)
-            if result is not None:
-                prop.dims[node] = result
-        elif node.op == "output":
-            for out in _flatten(node.args[0]):
-                dims = prop.dims_of(out)
-                if dims:
-                    prop.freeze(node, dims, "model output (e.g. the classifier's classes)")
-    return prop
-
-
-def _flatten(value: Any) -> list[Any]:
-    if isinstance(value, (list, tuple)):
-        return [x for v in value for x in _flatten(v)]
-    return [value]

@@ -46,7 +46,7 @@ def build_report(p, load_json: Callable[[Path], dict | None]) -> dict[str, Any]:
     standard_detail = (stages.get("export-standard").detail if "export-standard" in stages else {}) or {}
     twin = twin_detail.get("twin")  # a stage found fresh carries its recorded detail; one not in this run, none
     standard = standard_detail
-    from isodeploy.bench.twin import misaligned_head_dims
+    from isodeploy.benchmarking.twin import misaligned_head_dims
 
     head_dim_flags = {"pruned": misaligned_head_dims(state.get("classes", [])),
                       "uniform-twin": misaligned_head_dims((twin or {}).get("classes", []))}
@@ -114,7 +114,7 @@ def _protocol(bench: dict | None) -> dict[str, Any] | None:
 def _provenance(preset: str | None) -> str | None:
     if not preset:
         return None
-    from isodeploy.presets_store import load_presets
+    from isodeploy.zoo.presets import load_presets
 
     recipe = load_presets()[1].get(preset)
     return recipe.provenance if recipe else None

@@ -17,7 +17,7 @@ def _f(x: Any, fmt: str = ".2f") -> str:
 
 def headline_verdict(ratios: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The machine-readable verdict of pruned ÷ uniform twin per GMAC (the first runtime that has it)."""
-    from isodeploy.bench.ratios import RatioFigure, find
+    from isodeploy.benchmarking.ratios import RatioFigure, find
 
     key = find(ratios, *HEADLINE)
     if not key or "value" not in key:
@@ -51,7 +51,7 @@ def _protocol_lines(data: dict[str, Any]) -> list[str]:
     lines = [line, f"The paper's protocol ({proto.get('paper')}) is one flag away."]
     load = data.get("load") or {}
     if load:
-        from isodeploy.bench.loadwatch import MachineLoad
+        from isodeploy.benchmarking.loadwatch import MachineLoad
 
         ml = MachineLoad(**{k: load.get(k) for k in ("load_before", "load_after", "other_cores", "cores", "busy")})
         lines.append(("⚠ **The machine was busy while timing**: " if ml.busy else "Machine load: ") + ml.describe()
@@ -71,7 +71,7 @@ def _results_table(data: dict[str, Any]) -> list[str]:
 
 
 def _ratio_table(ratios: list[dict[str, Any]]) -> list[str]:
-    from isodeploy.bench.ratios import METRICS
+    from isodeploy.benchmarking.ratios import METRICS
 
     lines = ["Ratios, per runtime: the Hodges–Lehmann estimate over paired rounds with its 95 % interval (Wilcoxon signed-rank; "
              "memory: over the fresh-process probes). The verdict follows the interval.", "",
@@ -107,7 +107,7 @@ def latency_section(data: dict[str, Any]) -> list[str]:
         lines += [""] + _ratio_table(ratios)
     verdict = data.get("verdict")
     if verdict:
-        from isodeploy.bench.ratios import RatioFigure, find
+        from isodeploy.benchmarking.ratios import RatioFigure, find
 
         mem = find(ratios, "peak_memory", "pruned", "uniform-twin")
         mem_text = ""

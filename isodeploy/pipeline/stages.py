@@ -1,4 +1,4 @@
-"""The stages of ``prune-export``; each returns True to go on. See :mod:`isodeploy.pipeline.run`."""
+"""The stages of ``prune-export``; each returns True to go on. Their order, inputs and outputs: :mod:`isodeploy.pipeline.stage_table`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from isodeploy.core.safe_write import write_json_atomic
 from isodeploy.core.errors import IsodeployError
-from isodeploy.pipeline.run import EXIT_NO_CUDA, EXIT_NO_TENSORRT, EXIT_NUMERICS, Pipeline, load_json
+from isodeploy.pipeline.context import EXIT_NO_CUDA, EXIT_NO_TENSORRT, EXIT_NUMERICS, Pipeline, load_json
 from isodeploy.pipeline.state import file_digest, read_state
 
 WEIGHTS, ONNX, DENSE_ONNX, FP16_ONNX, PLAN = "model.safetensors", "model.onnx", "dense.onnx", "model.fp16.onnx", "model.plan"
@@ -22,7 +22,7 @@ def _source_options(p: Pipeline) -> dict[str, Any]:
     if weights not in ("pretrained", "random"):
         weights = f"file:{file_digest(Path(weights))}"
     options = {"model": p.opts.model, "weights": weights, "img_size": p.opts.img_size, "create_kwargs": p.opts.create_kwargs}
-    from isodeploy.zoo.load import model_folder
+    from isodeploy.loading import model_folder
 
     folder = model_folder(p.opts.model)
     if folder is not None and folder.is_dir():  # a folder MODEL: its content, not its name, decides whether stages are fresh
@@ -31,8 +31,8 @@ def _source_options(p: Pipeline) -> dict[str, Any]:
 
 
 def _recipe(p: Pipeline):
-    from isodeploy.prune.api import config_from_recipe
-    from isodeploy.zoo import resolve
+    from isodeploy.pruning.pruner import config_from_recipe
+    from isodeploy.loading import resolve
 
     ref = resolve(p.opts.model)
     recipe = p.opts.preset or (ref.alias.recipe if ref.alias else None)
@@ -46,8 +46,8 @@ def _recipe(p: Pipeline):
 
 
 def prune(p: Pipeline) -> bool:
-    from isodeploy.prune.api import prune_model
-    from isodeploy.prune.spec import write_into
+    from isodeploy.pruning.pruner import prune_model
+    from isodeploy.pruning.spec import write_into
 
     cfg = _recipe(p)
 
@@ -70,7 +70,7 @@ def finetune(p: Pipeline) -> bool:
     from isodeploy.train.config import FinetuneConfig
     from isodeploy.train.loop import run_finetune
 
-    from isodeploy.prune.calib import scan_images
+    from isodeploy.pruning.calib import scan_images
 
     def work():
         images = len(scan_images(Path(p.opts.finetune_data)).paths)  # small folders get a smaller batch, not an error
@@ -97,7 +97,7 @@ def export(p: Pipeline) -> bool:
 
 
 def _verify(candidate, reference, input_size, samples: int, gates) -> Any:
-    from isodeploy.export.inputs import random_samples, to_batches
+    from isodeploy.core.inputs import random_samples, to_batches
     from isodeploy.export.verify import verify
 
     batches = to_batches(random_samples(samples, input_size, seed=0), [1, 7])
@@ -146,7 +146,7 @@ def fp16(p: Pipeline) -> bool:
 def engine(p: Pipeline) -> bool:
     from isodeploy.runtime.ort import OrtRunner
     from isodeploy.export.verify import Gates
-    from isodeploy.export.trt_env import cuda_available, tensorrt_available
+    from isodeploy.runtime.trt.env import cuda_available, tensorrt_available
 
     missing_trt, missing_cuda = tensorrt_available(), cuda_available()
     if missing_trt or missing_cuda:
@@ -155,8 +155,8 @@ def engine(p: Pipeline) -> bool:
         for stage in ("engine", "verify-engine", "bench", "triton"):
             p.skipped.append((stage, what))
         return p.fail(code, f"{what}: stopped after the FP16 ONNX ({p.dir / FP16_ONNX}); '--target onnx' works on this machine")
-    from isodeploy.export.tensorrt import build_engine
-    from isodeploy.runtime.trt import TrtRunner
+    from isodeploy.export.trt.build import build_engine
+    from isodeploy.runtime.trt.runner import TrtRunner
 
     def work():
         # the profile is tuned for the batch bench times on the GPU (the protocol's 256)
@@ -187,9 +187,9 @@ def twin(p: Pipeline) -> bool:
     if not target:
         p.skipped.append(("uniform-twin", "the prune stage recorded no MACs"))
         return True
-    from isodeploy.bench.twin import make_twin
+    from isodeploy.benchmarking.twin import make_twin
     from isodeploy.export.onnx import export_onnx
-    from isodeploy.prune.spec import write_into
+    from isodeploy.pruning.spec import write_into
 
     def work():
         result, info = make_twin(p.dense, int(target), progress=None)
@@ -204,7 +204,7 @@ def twin(p: Pipeline) -> bool:
 
 def standard(p: Pipeline) -> bool:
     """A stock timm model of about the pruned MACs (DeiT-S for DeiT-B at 4.2 G), when one is known."""
-    from isodeploy.bench.twin import standard_model
+    from isodeploy.benchmarking.twin import standard_model
 
     target, _ = _pruned_macs(p)
     found = standard_model(p.dense.timm_name, int(target or 0), default_size=_default_size(p)) if target else None
@@ -214,9 +214,9 @@ def standard(p: Pipeline) -> bool:
     weights = p.opts.weights if p.opts.weights in ("pretrained", "random") else "random"
 
     def work():
-        from isodeploy.bench.macs import count_macs
+        from isodeploy.benchmarking.macs import count_macs
         from isodeploy.export.onnx import export_onnx
-        from isodeploy.zoo import load_model
+        from isodeploy.loading import load_model
 
         loaded = load_model(name, weights=weights)
         counted = count_macs(loaded.model, loaded.example_input(2))
@@ -249,7 +249,7 @@ def _bench_items(p: Pipeline) -> tuple[list[str], list[str], dict[str, tuple[int
 
 def bench_settings(p: Pipeline, **overrides: Any) -> Any:
     """The bench settings of this run's protocol (adaptive by default; paper = 20 + 100 steps, batch 8 / 256)."""
-    from isodeploy.bench.suite import BenchSettings
+    from isodeploy.benchmarking.suite import BenchSettings
 
     o = p.opts
     adaptive = (o.bench_protocol or ("fixed" if o.bench_iters is not None or o.bench_warmup is not None else "adaptive")) == "adaptive"
@@ -263,7 +263,7 @@ def bench(p: Pipeline) -> bool:
     """Dense, pruned, uniform twin (and standard model) in one interleaved run per runtime, by the run's
     protocol (adaptive: until pruned ÷ twin is precise or the budget ends; paper: CPU batch 8, GPU
     batch 256, 20 warm-up + 100 timed steps in 10 rounds); memory from fresh processes."""
-    from isodeploy.bench.suite import run_bench
+    from isodeploy.benchmarking.suite import run_bench
     from isodeploy.export.onnx import export_onnx
 
     p.stage("export-dense", _source_options(p), [], [DENSE_ONNX], lambda: {"exporter": export_onnx(p.dense, p.dir / DENSE_ONNX).exporter})
@@ -273,13 +273,13 @@ def bench(p: Pipeline) -> bool:
     settings = bench_settings(p)
     plan = settings.plan()
 
-    from isodeploy.export.trt_env import cuda_available
+    from isodeploy.runtime.trt.env import cuda_available
 
     gpu = cuda_available() is None
     engine = p.dir / PLAN if (p.dir / PLAN).exists() else None
 
     def work():
-        from isodeploy.bench.compare import merge_reports
+        from isodeploy.benchmarking.compare import merge_reports
 
         p.say(f"bench: {plan.describe()}; then {settings.memory_repeats} fresh-process memory probe(s) per artifact")
         reports = [run_bench(items, settings, roles=roles, known_macs=known, progress=p.progress)]
@@ -301,8 +301,8 @@ def bench(p: Pipeline) -> bool:
 def _gpu_runs(p: Pipeline, items: list[str], roles: list[str], known: dict, engine: Path | None) -> list:
     """The GPU protocol (batch 256): torch eager FP32 and FP16 on the models, onnxruntime CUDA when it is
     installed, TensorRT FP16 engines (profile opt = 256) when TensorRT is; each an interleaved run."""
-    from isodeploy.bench.suite import run_bench
-    from isodeploy.prune.spec import load_folder
+    from isodeploy.benchmarking.suite import run_bench
+    from isodeploy.pruning.spec import load_folder
 
     def settings(runtime: str, **extra: Any) -> Any:
         return bench_settings(p, runtimes=(runtime,), device="cuda", batch=None, **extra)
@@ -329,7 +329,7 @@ def _gpu_runs(p: Pipeline, items: list[str], roles: list[str], known: dict, engi
             attempt("onnxruntime CUDA", lambda: run_bench(items, settings("ort"), roles=roles, known_macs=known, progress=p.progress))
     except ImportError:
         pass
-    from isodeploy.export.trt_env import tensorrt_available
+    from isodeploy.runtime.trt.env import tensorrt_available
 
     if tensorrt_available() is None:
         trt_items = [str(engine) if r == "pruned" and engine else i for i, r in zip(items, roles) if r != "standard"]
@@ -342,14 +342,14 @@ def _gpu_runs(p: Pipeline, items: list[str], roles: list[str], known: dict, engi
 
 
 def _plot(p: Pipeline, report) -> None:
-    from isodeploy.bench.compare import build_compare
-    from isodeploy.bench.plot import plot_latency_vs_macs
+    from isodeploy.benchmarking.compare import build_compare
+    from isodeploy.benchmarking.plot import plot_latency_vs_macs
 
     plot_latency_vs_macs(build_compare(report), p.dir / PLOT)
 
 
 def triton(p: Pipeline) -> bool:
-    from isodeploy.export.triton import write_triton_repo
+    from isodeploy.serve.triton_repo import write_triton_repo
 
     artifact = p.dir / (PLAN if p.opts.target == "trt" else ONNX)
     name = p.opts.triton_name or "".join(c if c.isalnum() or c in "_-" else "_" for c in p.pruned.timm_name) + "_pruned"

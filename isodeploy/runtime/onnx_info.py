@@ -12,14 +12,14 @@ from isodeploy.core.errors import IsodeployError
 
 def load_header(path: Path | str) -> onnx.ModelProto:
     """The graph without external weights; one clear line for a missing or foreign file."""
-    from isodeploy.export.onnx_io import load_onnx
+    from isodeploy.core.onnx_io import load_onnx
 
     return load_onnx(Path(path), load_weights=False)
 
 
 def metadata(model: onnx.ModelProto) -> dict[str, str]:
     """Metadata props with the ``isodeploy.`` prefix stripped (both spellings are accepted)."""
-    from isodeploy.export.onnx_io import read_metadata
+    from isodeploy.core.onnx_io import read_metadata
 
     return read_metadata(model)
 

@@ -29,7 +29,7 @@ def open_runner(artifact_path: Path | str, threads: int | None = None, *, runtim
     if suffix in PLAN_SUFFIXES:
         if not path.is_file():
             raise IsodeployError(f"engine file '{path}' does not exist")
-        from isodeploy.runtime.trt import TrtRunner
+        from isodeploy.runtime.trt.runner import TrtRunner
 
         return TrtRunner(path, threads=threads)
     if not path.exists():

@@ -79,7 +79,7 @@ class OrtRunner:
         self.precision = onnx_info.precision_of(model, self.metadata)
         self.name = f"onnxruntime:{self.path.name}" + ("@cuda" if device == "cuda" else "")
         declared = {v.name: v for v in onnx_info.declared_inputs(model)}
-        from isodeploy.export.onnx_io import tensor_shape
+        from isodeploy.core.onnx_io import tensor_shape
 
         self._declared = {n: tensor_shape(v) for n, v in declared.items()}
         self.session: Any = None

@@ -25,7 +25,7 @@ class ReferenceRunner:
     def __init__(self, path: Path | str, threads: int | None = None, *, device: str = "cpu") -> None:
         if device != "cpu":
             raise IsodeployError("the onnx reference evaluator runs on the CPU only: use --device cpu")
-        from isodeploy.export.onnx_io import load_onnx, tensor_shape
+        from isodeploy.core.onnx_io import load_onnx, tensor_shape
 
         self.path = Path(path)
         self._model = load_onnx(self.path)

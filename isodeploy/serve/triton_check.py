@@ -184,7 +184,7 @@ def _check_served(repo: Path, written: dict, server: Path, backend_dir: Path | N
 
 def check_written_repo(report, server: Path, *, backend_dir: Path | None = None, env: dict | None = None,
                        timeout: float = 120.0, tolerance: float = 1e-4) -> TritonCheckReport:
-    """``--check`` for a :class:`~isodeploy.export.triton.TritonRepoReport`; raises one line (exit 1) on failure."""
+    """``--check`` for a :class:`~isodeploy.serve.triton_repo.TritonRepoReport`; raises one line (exit 1) on failure."""
     model_dir = Path(report.model_dir)
     reference = model_dir / "1" / "model.onnx" if report.platform == "onnxruntime_onnx" else None
     result = check_served(Path(report.repo), report.config, server, backend_dir=backend_dir, env=env,

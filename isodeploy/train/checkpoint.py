@@ -91,7 +91,7 @@ def write_json(path: Path, payload: Any) -> None:
 
 def save_student(folder: Path, model: nn.Module, base_spec: dict[str, Any], finetune: dict[str, Any]) -> None:
     """An isodeploy folder for the fine-tuned student: the input spec (source = the dense model) + a finetune section."""
-    from isodeploy.prune.spec import write_folder
+    from isodeploy.pruning.spec import write_folder
 
     spec = copy.deepcopy(base_spec)
     spec.pop("weights_sha256", None)

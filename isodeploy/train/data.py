@@ -1,6 +1,6 @@
 """Images for fine-tuning: find them, drop the unreadable ones, augment reproducibly, shard across ranks.
 
-Folders are scanned with :func:`isodeploy.prune.calib.scan_images` (ImageFolder tree → labels, flat
+Folders are scanned with :func:`isodeploy.pruning.calib.scan_images` (ImageFolder tree → labels, flat
 folder → none). Augmentation is timm's. Each sample's random transform is seeded by
 (seed, epoch, index), so the same epoch yields the same pixels whether it runs in one go, after a
 ``--resume``, in any DataLoader worker, or on any rank.
@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from isodeploy.core.errors import IsodeployError
-from isodeploy.prune.calib import scan_images
+from isodeploy.pruning.calib import scan_images
 from isodeploy.train.dist import DistEnv
 
 MAX_SUBSTITUTES = 32  # a sample that fails to decode is replaced by the next index, at most this many times

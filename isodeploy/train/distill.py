@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from isodeploy.core.errors import IsodeployError
-from isodeploy.zoo import LoadedModel, load_model
+from isodeploy.loading import load_model
+from isodeploy.zoo import LoadedModel
 
 
 def distill_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, labels: torch.Tensor | None,

@@ -51,7 +51,7 @@ def run_finetune(cfg: FinetuneConfig) -> FinetuneReport:
 
 
 def _load_student(folder: str):
-    from isodeploy.prune.spec import SPEC_FILE, load_folder, read_spec
+    from isodeploy.pruning.spec import SPEC_FILE, load_folder, read_spec
 
     path = Path(folder)
     if not (path.is_dir() and (path / SPEC_FILE).is_file()):

@@ -1,0 +1,1 @@
+"""Benchmarks: latency, memory, reports, comparisons and the CI gate (the API function is :func:`isodeploy.bench`)."""
