@@ -142,3 +142,23 @@ def test_commands_use_only_the_public_api_and_their_own_helpers(graph):
 def test_no_file_over_400_lines():
     long = sorted(f"{p.relative_to(PACKAGE.parent)}: {n}" for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400)
     assert long == []
+
+
+def _doc_stage_rows() -> list[list[str]]:
+    text = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    block = text.split("<!-- stage-table:", 1)[1].split("<!-- /stage-table -->", 1)[0]
+    rows = [line for line in block.splitlines() if line.startswith("| ") and not line.startswith("| stage")]
+    return [[cell.strip() for cell in row.strip("|").split("|")] for row in rows]
+
+
+def test_the_stage_table_in_the_docs_is_the_code_s():
+    from isodeploy.pipeline.stage_table import STAGES
+
+    expected = [[s.name, ", ".join(s.reads), ", ".join(s.writes), s.when, "stops the run" if s.stops_run else "is reported"] for s in STAGES]
+    assert _doc_stage_rows() == expected
+
+
+def test_the_layers_in_the_docs_are_the_test_s():
+    text = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    rows = [line.split("|")[2].strip() for line in text.splitlines() if line.startswith("| ") and line.split("|")[1].strip().isdigit()]
+    assert tuple(rows) == LAYERS

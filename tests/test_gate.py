@@ -162,3 +162,15 @@ def test_bench_gate_cli_bad_baselines(tiny_onnx: Path, tmp_path: Path, capsys: p
     assert main(["bench", *args, "--baseline", str(models)]) == 2
     err = capsys.readouterr().err
     assert "holds no result for r18.onnx (ort/cpu)" in err and "deit_base_patch16_224" in err
+
+
+def test_a_zero_latency_baseline_is_one_line_through_the_cli(tiny_onnx: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = [str(tiny_onnx), "--runtime", "ort", "--threads", "1", "--batch", "2", "--warmup", "1", "--iters", "4", "--no-memory"]
+    first = tmp_path / "first.json"
+    assert main(["bench", *args, "--json", str(first)]) == 0
+    zero = _scaled(first, tmp_path / "zero.json", 0.0)  # p50 0 ms: no ratio can be formed against it
+    capsys.readouterr()
+    assert main(["bench", *args, "--baseline", str(zero)]) == 2
+    err = capsys.readouterr().err
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [err.strip().splitlines()[-1]]
+    assert "zero latency" in err and "regressed" not in err and "round 1" not in err  # refused before measuring

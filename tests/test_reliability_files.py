@@ -151,6 +151,29 @@ def test_a_report_path_that_is_an_input_or_artifact_is_refused(run_dir, tmp_path
     assert not out.exists()
 
 
+def test_compare_never_writes_its_md_or_plot_over_an_input(run_dir, tmp_path, capsys):
+    onnx = run_dir / "model.onnx"
+    before = snapshot(run_dir)
+    for flag in ("--md", "--plot"):
+        line = assert_refused(run(capsys, "compare", onnx, "--runtime", "ort", flag, onnx), 2, "an input of this run")
+        assert flag in line
+    assert snapshot(run_dir) == before  # the ONNX is unchanged
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_json_in_a_read_only_folder_is_refused_before_the_long_work(tmp_path, capsys):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        result = run(capsys, "prune-export", *TINY, "-o", tmp_path / "run", "--json", ro / "r.json")
+        assert_refused(result, 2, "not writable")
+        assert "prune" not in result.out
+        assert not (tmp_path / "run").exists()
+    finally:
+        ro.chmod(0o755)
+
+
 # -- 2. clean up only what this run made, only inside -o ------------------------------------------
 def test_the_clean_up_never_touches_siblings_of_the_output_folder(tmp_path, capsys):
     out = tmp_path / "out"

@@ -7,6 +7,7 @@ producer's folders."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -334,3 +335,31 @@ def test_a_pruned_onnx_finds_only_the_folder_holding_it(pruned, exported, tmp_pa
     spec = json.loads((inside / "isodeploy.json").read_text())
     (inside / "isodeploy.json").write_text(json.dumps(dict(spec, weights_sha256="0" * 64)))
     assert_refused(run(capsys, "verify", inside / "model.onnx", "--inputs", "2"), 2, "--reference PATH/TO/")
+
+
+# -- §3 bounded sizes: torchvision's own size kwargs --------------------------------------------------
+@pytest.mark.parametrize("name,kwargs,needle", [
+    ("torchvision:mobilenet_v2", {"width_mult": 1e6}, "'width_mult' = 1000000.0 is out of bounds"),
+    ("torchvision:mobilenet_v2", {"width_mult": float("nan")}, "'width_mult'"),
+    ("torchvision:vit_b_16", {"image_size": 10**6}, "'image_size' = 1000000 is out of bounds"),
+    ("torchvision:vit_b_16", {"image_size": -224}, "'image_size'"),
+])
+def test_torchvision_sizes_a_file_gives_are_bounded(name, kwargs, needle):
+    """ONNX/plan metadata and specs name torchvision sources with kwargs: the sizes are bounded before any build."""
+    from isodeploy.core.errors import IsodeployError
+    from isodeploy.zoo.sources import check_file_source
+
+    with pytest.raises(IsodeployError, match=re.escape(needle)):
+        check_file_source(name, kwargs, "crafted.onnx")
+    assert check_file_source(name, {k: (1.0 if k == "width_mult" else 224) for k in kwargs}, "ok.onnx")  # in bounds: kept
+
+
+def test_a_torchvision_spec_with_a_huge_width_mult_is_refused_before_building(tmp_path, capsys):
+    folder = tmp_path / "mb"
+    assert main(["prune", "torchvision:mobilenet_v2", "--weights", "random", "--img-size", "32", "--ratio", "0.2", "-o", str(folder)]) == 0
+    spec = json.loads((folder / "isodeploy.json").read_text())
+    spec["source"].setdefault("kwargs", {})["width_mult"] = 1e6
+    (folder / "isodeploy.json").write_text(json.dumps(spec))
+    capsys.readouterr()
+    assert_refused(run(capsys, "export", folder, "-o", tmp_path / "x.onnx"), 2, "'width_mult'")
+    assert not (tmp_path / "x.onnx").exists()

@@ -95,6 +95,10 @@ def validate_baseline(report: BenchReport, name: str = "baseline") -> None:
     if not report.results:
         raise IsodeployError(f"{name} holds no results; re-create it with 'isodeploy bench --json'")
     validate_bench_results(report.results, name)
+    for b in report.results:  # before measuring: a zero baseline can never be compared with
+        if not b.latency.p50_ms > 0 or not min(round_values(b), default=0) > 0:
+            raise IsodeployError(f"{name}'s {b.label} ({b.runtime}/{b.device}) has a zero latency, which no run can be compared "
+                                 "with; re-create the baseline with 'isodeploy bench --json'")
 
 
 IDENTITY_FIELDS = ("identity", "kind", "pruned", "macs", "params", "input_shape", "precision")
