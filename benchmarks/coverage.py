@@ -8,7 +8,7 @@ Torch-Pruning's MetaPruner (magnitude, ratio 0.3, classifier ignored, isomorphic
 same model; "pass" = it prunes without raising and the model still runs. Each model runs in its own
 subprocess with a timeout, so a crash or a hang is a row, not the end of the run.
 
-    python benchmarks/coverage.py [--suite timm|torchvision|all] [--only NAME,...] [--no-tp] [--json out.json [--resume]] [--md out.md]
+    python benchmarks/coverage.py [--suite timm|torchvision|hf|all] [--only NAME,...] [--no-tp] [--json out.json [--resume]] [--md out.md]
 """
 
 from __future__ import annotations
@@ -71,6 +71,27 @@ def build():
         m = timm.create_model(name, pretrained=False).eval()
         cfg = m.pretrained_cfg.get("input_size", (3, 224, 224))
         return m, torch.randn(2, *cfg)
+    if suite == "hf":  # transformers: the default config, shrunk where the config allows (fewer blocks, small input)
+        import isodeploy
+        from transformers import AutoConfig
+        cfg = AutoConfig.for_model(name)
+        shrink = {}
+        if isinstance(getattr(cfg, "num_hidden_layers", None), int) and cfg.num_hidden_layers > 2:
+            shrink["num_hidden_layers"] = 2
+        if isinstance(getattr(cfg, "depths", None), list):
+            shrink["depths"] = [min(d, 2) if isinstance(d, int) else d for d in cfg.depths]
+        sized = isinstance(getattr(cfg, "image_size", None), int)
+        for kw in ([dict(shrink, image_size=SMALL)] if sized else []) + [shrink, {}]:
+            try:
+                m = isodeploy.create_model("hf:" + name, weights="random", **kw).eval()
+                x = torch.randn(2, *m.pretrained_cfg["input_size"])
+                with torch.no_grad():
+                    m(x)
+                out["config"] = kw
+                return m, x
+            except Exception:
+                continue
+        raise RuntimeError("no config worked")
     import torchvision
     builder = torchvision.models.get_model_builder(name)
     for size in (SMALL, 224 if "inception" not in name else 299):
@@ -193,7 +214,8 @@ def table(rows: list[dict], suite: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--suite", choices=("timm", "torchvision", "all"), default="all")
+    parser.add_argument("--suite", choices=("timm", "torchvision", "hf", "all"), default="all",
+                        help="all = timm + torchvision; hf = every transformers image-classification model type (pip install -e '.[hf]')")
     parser.add_argument("--only", default=None, help="comma-separated model names")
     parser.add_argument("--no-tp", action="store_true", help="skip Torch-Pruning")
     parser.add_argument("--json", type=Path, default=None)
@@ -203,7 +225,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.tables_from:
         rows = [r for f in args.tables_from for r in json.loads(f.read_text())]
-        text = "\n".join(table(rows, s) for s in ("timm", "torchvision") if any(r["suite"] == s for r in rows))
+        text = "\n".join(table(rows, s) for s in ("timm", "torchvision", "hf") if any(r["suite"] == s for r in rows))
         print(text)
         if args.md:
             args.md.write_text(text + "\n")
@@ -213,6 +235,10 @@ def main() -> None:
         jobs += [("timm", n) for n in TIMM]
     if args.suite in ("torchvision", "all"):
         jobs += [("torchvision", n) for n in torchvision_models()]
+    if args.suite == "hf":
+        from isodeploy.zoo.hf import model_types
+
+        jobs += [("hf", n) for n in model_types()]
     if args.only:
         wanted = set(args.only.split(","))
         jobs = [j for j in jobs if j[1] in wanted]
@@ -231,7 +257,7 @@ def main() -> None:
             if args.json:  # keep partial results: the run is long
                 args.json.parent.mkdir(parents=True, exist_ok=True)
                 args.json.write_text(json.dumps(rows, indent=1))
-    text = "\n".join(table(rows, s) for s in ("timm", "torchvision") if any(r["suite"] == s for r in rows))
+    text = "\n".join(table(rows, s) for s in ("timm", "torchvision", "hf") if any(r["suite"] == s for r in rows))
     print(text)
     if args.md:
         args.md.write_text(text + "\n")

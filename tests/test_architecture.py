@@ -162,3 +162,14 @@ def test_the_layers_in_the_docs_are_the_test_s():
     text = (PACKAGE.parent / "docs" / "architecture.md").read_text()
     rows = [line.split("|")[2].strip() for line in text.splitlines() if line.startswith("| ") and line.split("|")[1].strip().isdigit()]
     assert tuple(rows) == LAYERS
+
+
+def test_the_api_reference_is_generated_from_the_docstrings():
+    from isodeploy.api.reference import render
+
+    committed = (PACKAGE.parent / "docs" / "api.md").read_text()
+    assert committed == render(), "docs/api.md is out of date: run 'python -m isodeploy.api.reference'"
+    import isodeploy.api as api
+
+    missing = [name for name in api.__all__ if callable(getattr(api, name)) and not (getattr(api, name).__doc__ or "").strip()]
+    assert missing == [], f"public API without a docstring: {missing}"

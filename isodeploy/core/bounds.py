@@ -40,6 +40,11 @@ _BOUNDS: dict[str, tuple[float, float, bool]] = {
     "mlp_ratio": (0, MAX_MULT, False), "mlp_ratios": (0, MAX_MULT, False),
     "width_mult": (0, MAX_MULT, False), "width_multiplier": (0, MAX_MULT, False), "channel_multiplier": (0, MAX_MULT, False),
     "drop_rate": (0, 1, False), "drop_path_rate": (0, 1, False), "dropout": (0, 1, False),
+    # transformers' config fields (hf: sources)
+    "num_labels": (1, MAX_CLASSES, True), "num_channels": (1, 64, True), "hidden_size": (1, MAX_WIDTH, True),
+    "hidden_sizes": (1, MAX_WIDTH, True), "intermediate_size": (1, 4 * MAX_WIDTH, True), "embedding_size": (1, MAX_WIDTH, True),
+    "num_hidden_layers": (0, MAX_DEPTH, True), "num_attention_heads": (1, MAX_HEADS, True), "num_stages": (1, MAX_LIST, True),
+    "hidden_dropout_prob": (0, 1, False), "attention_probs_dropout_prob": (0, 1, False),
 }
 
 

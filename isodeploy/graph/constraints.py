@@ -86,3 +86,19 @@ def attention_input_is_heads_times_head_dim(prop: Propagation, path: str) -> Non
         except AlignmentError as exc:
             _freeze_all(prop, [width[-1], info.heads, info.head_dim], f"attention at {path}: width ≠ heads × head_dim ({exc})")
         return
+
+
+@register_constraint(nn.Module)
+def one_head_width_for_query_key_and_value(prop: Propagation, path: str, module: nn.Module) -> None:
+    """Hugging Face attention views query, key and value with one attribute (``.view(*shape, -1,
+    self.head_dim)``; 4.x: ``attention_head_size``), so the value's head width must stay the query's:
+    the trace sees two independent widths, the code has one."""
+    info = prop.attention.get(path)
+    if info is None or not info.value_dim or not type(module).__module__.startswith("transformers."):
+        return
+    if not any(isinstance(getattr(module, a, None), int) for a in ("head_dim", "attention_head_size")):
+        return
+    try:
+        prop.atoms.unify(info.value_dim, info.head_dim)
+    except AlignmentError as exc:
+        _freeze_all(prop, [info.head_dim, info.value_dim], f"attention at {path}: one head width for query and value ({exc})")

@@ -22,6 +22,8 @@ from isodeploy.zoo.sources import Source, is_factory, torchvision_builder
 def is_path_like(query: str) -> bool:
     """A MODEL string written as a path: it has a separator (``./deit_b``, ``runs/p``, ``/abs``), is
     ``.``/``..`` or starts with ``~``. Such a string always means a folder, never a model name."""
+    if query.startswith(("hf:", "torchvision:")):  # hf:org/name is a hub id, not a path
+        return False
     return "/" in query or "\\" in query or query in (".", "..") or query.startswith("~")
 
 
@@ -29,7 +31,7 @@ def names_a_model(query: str) -> bool:
     """Whether a bare MODEL string is a model name: ``torchvision:NAME``, a factory, an alias or a timm name."""
     import timm
 
-    if query.startswith("torchvision:") or is_factory(query):
+    if query.startswith(("torchvision:", "hf:")) or is_factory(query):
         return True
     aliases, _ = load_presets()
     return query in aliases or timm.is_model(query)
@@ -77,6 +79,11 @@ def resolve(query: str) -> ModelRef:
         name = query.split(":", 1)[1]
         torchvision_builder(name)  # fails with suggestions when unknown
         return ModelRef(query=query, timm_name=query, source=Source("torchvision", name))
+    if query.startswith("hf:"):
+        from isodeploy.zoo.hf import check_name
+
+        check_name(query[3:])  # transformers installed, a known model type (or a hub id)
+        return ModelRef(query=query, timm_name=query, source=Source("hf", query[3:]))
     if is_factory(query):
         return ModelRef(query=query, timm_name=query, source=Source("factory", query))
     aliases, _ = load_presets()

@@ -163,7 +163,10 @@ def attention_widths(module: nn.Module, ctx: FixupContext) -> None:
     old_head_dim = ctx.old_size(info.head_dim)
     for attr, value in (("num_heads", heads), ("head_dim", head_dim), ("key_dim", head_dim), ("val_dim", value_dim),
                         ("attn_dim", heads * value_dim), ("key_attn_dim", heads * head_dim),
-                        ("val_attn_dim", heads * value_dim), ("dh", heads * value_dim)):
+                        ("val_attn_dim", heads * value_dim), ("dh", heads * value_dim),
+                        # Hugging Face transformers (4.x: attention_head_size/all_head_size; 5.x: head_dim); their
+                        # ``scaling`` is passed to the kernel explicitly, so it keeps the dense model's value
+                        ("num_attention_heads", heads), ("attention_head_size", head_dim), ("all_head_size", heads * head_dim)):
         old = getattr(module, attr, None)
         if isinstance(old, int) and not isinstance(old, bool):
             ctx.set(module, attr, value)

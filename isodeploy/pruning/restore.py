@@ -23,11 +23,12 @@ from torch import nn
 
 from isodeploy.core.errors import IsodeployError
 
-#: attribute names the built-in fix-ups set (prune/fixups.py); nothing else comes from a spec
+#: attribute names the built-in fix-ups set (pruning/fixups.py); nothing else comes from a spec
 BUILTIN = frozenset({
     "in_features", "out_features", "groups", "in_channels", "out_channels", "num_features", "num_channels",
     "normalized_shape", "num_heads", "head_dim", "key_dim", "val_dim", "attn_dim", "key_attn_dim", "val_attn_dim",
     "dh", "scale", "embed_dim", "kdim", "vdim", "hidden_dim", "shape",
+    "num_attention_heads", "attention_head_size", "all_head_size",  # Hugging Face attention
 })
 
 

@@ -59,7 +59,7 @@ def _create(source: Source, pretrained: bool, img_size: int | None, extra: dict[
     """Build the model, passing the image size the way each source takes it (timm ``img_size``,
     torchvision ViT ``image_size``; fully convolutional models take any size at run time)."""
     kwargs = dict(extra)
-    size_key = {"timm": "img_size", "torchvision": "image_size"}.get(source.kind)
+    size_key = {"timm": "img_size", "torchvision": "image_size", "hf": "image_size"}.get(source.kind)
     if img_size is not None and size_key:
         kwargs[size_key] = img_size
     try:

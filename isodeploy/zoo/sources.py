@@ -20,9 +20,10 @@ from torch import nn
 
 from isodeploy.core.errors import IsodeployError
 
-KINDS = ("timm", "torchvision", "factory", "none")
+KINDS = ("timm", "torchvision", "hf", "factory", "none")
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 FACTORY_RE = re.compile(rf"{_IDENT}(?:\.{_IDENT})*:{_IDENT}(?:\.{_IDENT})*")
+HF_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}(?:/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?")  # a model type or org/name
 
 #: keyword arguments a file may give, by source kind, with the JSON types each accepts. They change
 #: sizes of the architecture only; anything that names files, URLs, caches or configs is refused.
@@ -40,6 +41,13 @@ ALLOWED_KWARGS: dict[str, dict[str, tuple[type, ...]]] = {
         "num_classes": _SIZE, "image_size": _SIZE, "patch_size": _SIZE, "num_layers": _SIZE, "num_heads": _SIZE,
         "hidden_dim": _SIZE, "mlp_dim": _SIZE, "width_mult": _NUM, "dropout": _NUM, "aux_logits": (bool,),
         "init_weights": (bool,), "transform_input": (bool,),
+    },
+    "hf": {  # config fields of transformers' vision models that set sizes
+        "num_labels": _SIZE, "image_size": _SIZE, "patch_size": _SIZE, "num_channels": _SIZE, "hidden_size": _SIZE,
+        "num_hidden_layers": _SIZE, "num_attention_heads": _SIZE, "intermediate_size": _SIZE, "hidden_sizes": (list,),
+        "depths": (list,), "embed_dim": _SIZE, "num_heads": (list,), "mlp_ratio": _NUM, "window_size": _SIZE,
+        "qkv_bias": (bool,), "drop_path_rate": _NUM, "hidden_dropout_prob": _NUM, "attention_probs_dropout_prob": _NUM,
+        "num_stages": _SIZE, "embedding_size": _SIZE,
     },
 }
 
@@ -82,7 +90,8 @@ class Source:
 
     @property
     def label(self) -> str:
-        return {"timm": self.name, "torchvision": f"torchvision:{self.name}", "factory": self.name}.get(self.kind, "custom model")
+        return {"timm": self.name, "torchvision": f"torchvision:{self.name}", "hf": f"hf:{self.name}",
+                "factory": self.name}.get(self.kind, "custom model")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,6 +111,10 @@ class Source:
             check_build_fits(lambda: torchvision_builder(self.name)(weights=None, **self.kwargs), self.label)
             return _call(lambda: torchvision_builder(self.name)(weights="DEFAULT" if pretrained else None, **self.kwargs),
                          self.label, self.kwargs)
+        if self.kind == "hf":
+            from isodeploy.zoo.hf import build
+
+            return _call(lambda: build(self.name, self.kwargs, pretrained), self.label, self.kwargs)
         if self.kind == "factory":
             if not (trust or trusted_factory == self.name or self.name in _TRUSTED):
                 from isodeploy.core.errors import CliWorded  # noqa: PLC0415
@@ -163,7 +176,7 @@ def import_factory(spec: str) -> Callable[..., nn.Module]:
 
 
 def is_factory(query: str) -> bool:
-    return ":" in query and not query.startswith("torchvision:") and bool(FACTORY_RE.fullmatch(query))
+    return ":" in query and not query.startswith(("torchvision:", "hf:")) and bool(FACTORY_RE.fullmatch(query))
 
 
 def checked_kwargs(kind: str, kwargs: Any, where: str) -> dict[str, Any]:
@@ -206,6 +219,8 @@ def source_from_json(data: Any, where: str) -> Source:
         raise IsodeployError(f"{where}: the source names no model")
     if kind == "factory" and not FACTORY_RE.fullmatch(name):
         raise IsodeployError(f"{where}: factory '{name}' must look like package.module:function")
+    if kind == "hf" and not HF_NAME_RE.fullmatch(name):
+        raise IsodeployError(f"{where}: '{name[:60]}' is not a transformers model type or hub id (org/name); the spec was edited")
     kwargs = data.get("kwargs", data.get("create_kwargs"))
     return Source(kind=kind, name=name, kwargs=checked_kwargs(kind, kwargs, where))
 
@@ -227,6 +242,8 @@ def check_file_source(name: str | None, kwargs: Any, where: str) -> dict[str, An
         return {}
     if name.startswith("torchvision:"):
         return checked_kwargs("torchvision", kwargs, where)
+    if name.startswith("hf:"):
+        return checked_kwargs("hf", kwargs, where)
     if ":" in name:
         if not FACTORY_RE.fullmatch(name) or name not in _TRUSTED:
             raise IsodeployError(f"{where} names the factory '{name}' as its source, and a file is not trusted to choose code "

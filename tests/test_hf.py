@@ -1,0 +1,108 @@
+"""Hugging Face transformers vision models as a source (``hf:TYPE``, ``hf:org/name``): built from a
+small config, pruned with every class (heads, head dims, MLP, embedding), saved, reloaded in a fresh
+process without pickle, exported and verified."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+
+import isodeploy  # noqa: E402
+from isodeploy.cli import main  # noqa: E402
+from isodeploy.core.errors import IsodeployError  # noqa: E402
+
+TINY_VIT = dict(image_size=32, patch_size=8, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+                num_labels=10)
+
+
+def _tiny(kind: str = "vit", **extra):
+    return isodeploy.create_model(f"hf:{kind}", weights="random", **{**TINY_VIT, **extra})
+
+
+def test_an_hf_vit_prunes_every_class_and_reloads_in_a_fresh_process(tmp_path):
+    model = _tiny()
+    x = isodeploy.example_inputs(model)
+    result = isodeploy.prune(model, x, ratios={"embedding": 0.25, "heads": 0.25, "head_dim": 0.5, "hidden": 0.3}, round_to=1)
+    kinds = {c["kind"]: c for c in result.spec["classes"]}
+    assert set(kinds) >= {"embedding", "heads", "head_dim", "hidden"}
+    assert not result.spec["frozen_classes"], result.spec["frozen_classes"]
+    assert all(c["width_after"] < c["width_before"] for c in kinds.values())
+    attention = [m for m in result.spec["modules"] if m["module"].endswith(".attention")]
+    assert attention and all("head_dim" in m["attrs"] or "attention_head_size" in m["attrs"] for m in attention)
+    isodeploy.save(result, tmp_path / "p")
+    spec = json.loads((tmp_path / "p" / "isodeploy.json").read_text())
+    assert spec["source"]["kind"] == "hf" and spec["source"]["name"] == "vit"
+    torch.save(x, tmp_path / "x.pt")
+    with torch.no_grad():
+        expected = result.model(x)
+    code = (f"import torch, isodeploy\nm = isodeploy.load({str(tmp_path / 'p')!r})\nx = torch.load({str(tmp_path / 'x.pt')!r})\n"
+            f"torch.save(m(x).detach(), {str(tmp_path / 'y.pt')!r})\n")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert torch.allclose(torch.load(tmp_path / "y.pt"), expected, atol=1e-5)
+
+
+def test_an_hf_model_exports_and_verifies(tmp_path):
+    model = _tiny()
+    result = isodeploy.prune(model, isodeploy.example_inputs(model), ratio=0.3)
+    isodeploy.save(result, tmp_path / "p")
+    pruned = isodeploy.load(tmp_path / "p")
+    isodeploy.export_onnx(pruned, tmp_path / "p" / "model.onnx")
+    report = isodeploy.verify(tmp_path / "p" / "model.onnx", reference=pruned, samples=4)
+    assert report.passed, report.failures
+
+
+def test_a_model_type_listing_two_heads_builds_its_plain_head():
+    """DeiT lists a plain head and a distillation head; AutoModel's from_config fails on that tuple."""
+    model = _tiny("deit")
+    assert type(model.model).__name__ == "DeiTForImageClassification"
+    assert model(isodeploy.example_inputs(model)).shape == (2, 10)
+
+
+def test_img_size_maps_to_the_config_s_image_size():
+    model = isodeploy.create_model("hf:vit", weights="random", img_size=48, **{k: v for k, v in TINY_VIT.items() if k != "image_size"})
+    assert model.model.config.image_size == 48 and model.pretrained_cfg["input_size"] == (3, 48, 48)
+
+
+@pytest.mark.parametrize("name,needle", [
+    ("hf:vitt", "is not a transformers model type with an image-classification head. Did you mean: hf:vit"),
+    ("hf:", "hf: needs a model type or a hub id"),
+])
+def test_an_unknown_hf_name_is_one_line(name, needle, tmp_path, capsys):
+    assert main(["prune", name, "--weights", "random", "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle in err and not (tmp_path / "o").exists()
+
+
+def test_a_model_type_has_no_pretrained_weights_of_its_own():
+    with pytest.raises(IsodeployError, match="has no pretrained weights of its own"):
+        isodeploy.create_model("hf:vit", weights="pretrained", **TINY_VIT)
+
+
+def test_transformers_missing_is_one_line_naming_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "transformers", None)  # the import system's own "not installed"
+    with pytest.raises(IsodeployError, match=r"pip install -e '\.\[hf\]'"):
+        isodeploy.create_model("hf:vit", weights="random")
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (lambda s: s["source"]["kwargs"].update(hidden_size=10**6), "'hidden_size' = 1000000 is out of bounds"),
+    (lambda s: s["source"]["kwargs"].update(trust_remote_code=True), "'trust_remote_code' may not come from a file"),
+    (lambda s: s["source"].update(name="../../etc"), "is not a transformers model type or hub id"),
+])
+def test_an_edited_hf_spec_is_refused(tmp_path, capsys, edit, needle):
+    model = _tiny()
+    isodeploy.save(isodeploy.prune(model, isodeploy.example_inputs(model), ratio=0.2), tmp_path / "p")
+    path = tmp_path / "p" / "isodeploy.json"
+    spec = json.loads(path.read_text())
+    edit(spec)
+    path.write_text(json.dumps(spec))
+    assert main(["export", str(tmp_path / "p"), "-o", str(tmp_path / "x.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and not Path(tmp_path / "x.onnx").exists()
