@@ -159,6 +159,15 @@ def _export_raw(exporter: str | None, model: Any, example: Any, path: Path, opse
     raise IsodeployError(f"ONNX export failed: {'; '.join(errors)}{hint}")
 
 
+def needs_newer_opset(model: Any, opset: int) -> tuple[int, str] | None:
+    """The opset an exported graph really needs when the exporter wrote a newer op form than it declared
+    (torch's TorchScript exporter writes ``Split(num_outputs=…)``, an opset-18 attribute, for RoPE
+    ViTs at opset 17: the checker refuses it). None when the declared opset is right."""
+    if opset < 18 and any(n.op_type == "Split" and any(a.name == "num_outputs" for a in n.attribute) for n in model.graph.node):
+        return 18, "Split with num_outputs (opset 18)"
+    return None
+
+
 def export_onnx(
     loaded: Any,
     out_path: Path,
@@ -198,6 +207,13 @@ def export_onnx(
     try:
         raw = work / "raw.onnx"
         used, fallback = _export_raw(exporter, model, example, raw, opset, outputs, dynamic_batch)
+        needed = needs_newer_opset(load_onnx(raw, load_weights=False), opset)
+        if needed is not None:  # the exporter wrote an op of a newer opset under the old number
+            if opset != MIN_OPSET:
+                raise IsodeployError(f"the exporter wrote {needed[1]} at --opset {opset}; pass --opset {needed[0]}")
+            opset = needed[0]
+            used, fallback = _export_raw(exporter, model, example, raw, opset, outputs, dynamic_batch)
+            fallback = "; ".join(filter(None, [fallback, f"exported at opset {opset}: the graph has {needed[1]}"]))
         onnx_model = clean_graph(load_onnx(raw), fold=fold_constants)
         meta = build_metadata(loaded, used, opset)
         set_metadata(onnx_model, meta)
