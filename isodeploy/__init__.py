@@ -39,8 +39,8 @@ def prune(*args: Any, **kwargs: Any):
 
 
 def bench(*args: Any, **kwargs: Any):
-    """Latency, memory and MACs of artifacts; see :func:`isodeploy.api.deploy.bench`."""
-    from isodeploy.api.deploy import bench as _bench
+    """Latency, memory and MACs of artifacts; see :func:`isodeploy.api.benchmark.bench`."""
+    from isodeploy.api.benchmark import bench as _bench
 
     return _bench(*args, **kwargs)
 

@@ -1,4 +1,5 @@
-"""The public deployment API (re-exported by ``isodeploy``): export to ONNX, verify numerics, benchmark.
+"""The public deployment API (re-exported by ``isodeploy``): export to ONNX, verify numerics
+(benchmarking: :mod:`isodeploy.api.benchmark`).
 
 Each takes what a Python user holds — an ``nn.Module``, a saved folder, an ONNX path — and returns the
 same report dataclasses the CLI commands print and write as JSON.
@@ -142,25 +143,3 @@ def verify(artifact: str | Path, reference: Any = None, *, batch_sizes: Sequence
     report.inputs = {"kind": "random", "samples": samples, "batch_sizes": sizes}
     return report
 
-
-def bench(artifacts: Sequence[Any], *, runtimes: Sequence[str] = ("torch",), device: str | None = None,
-          batch: int | None = None, warmup: int = 20, iters: int = 100, threads: int | None = None,
-          weights: str = "pretrained", img_size: int | None = None, memory: bool = True, precision: str = "fp32"):
-    """Latency (interleaved rounds), peak memory and MACs of each artifact: model names, folders,
-    ``.onnx``/``.plan`` paths or ``nn.Module`` objects (these need ``_isodeploy`` metadata from
-    :func:`isodeploy.create_model`/:func:`isodeploy.load`, or go through :func:`as_loaded` first).
-    Defaults follow the paper's protocol (CPU batch 8, GPU batch 256, 20 warm-up + 100 timed steps).
-    Returns a :class:`~isodeploy.benchmarking.report.BenchReport`.
-    """
-    from isodeploy.benchmarking.suite import BenchSettings, run_bench
-
-    check_arg("artifacts", artifacts, "list", hint=" of model names, folders, .onnx/.plan paths or modules")
-    check_arg("runtimes", runtimes, "list")
-    for name, value in (("warmup", warmup), ("iters", iters)):
-        check_arg(name, value, "int" if name == "warmup" else "positive int")
-    check_arg("batch", batch, "positive int", optional=True)
-    check_arg("threads", threads, "positive int", optional=True)
-    items = [a if isinstance(a, (str, Path)) else as_loaded(a) for a in artifacts]
-    settings = BenchSettings(runtimes=tuple(runtimes), device=device, batch=batch, warmup=warmup, iters=iters,
-                             threads=threads, weights=weights, img_size=img_size, memory=memory, precision=precision)
-    return run_bench(items, settings)

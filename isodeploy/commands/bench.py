@@ -7,8 +7,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from isodeploy.commands.common import ImgSizeOption, check_report_paths, JsonOption, WeightsOption, write_json_atomic
-from isodeploy.core.errors import ExitCode, IsodeployError
+from isodeploy.commands.common import ImgSizeOption, check_report_paths, JsonOption, WeightsOption
 
 ARTIFACT_HELP = "Alias, timm model name, isodeploy output folder, .onnx or .plan (several allowed)."
 RuntimeOption = typer.Option(["torch"], "--runtime", "-r", help="torch | ort (onnxruntime) | trt (TensorRT); repeat or comma-separate for several.")
@@ -28,25 +27,11 @@ MemoryRepeatsOption = typer.Option(1, "--memory-repeats", help="Fresh-process me
 CompileOption = typer.Option(False, "--compile", help="torch.compile the torch runner (compiled during the warm-up steps).")
 
 
-def split_runtimes(values: List[str]) -> tuple[str, ...]:
-    return tuple(v.strip() for item in values for v in item.split(",") if v.strip())
-
-
-def make_settings(runtime: List[str], device: Optional[str], batch: Optional[int], warmup: Optional[int], iters: Optional[int],
-                  threads: Optional[int], weights: str, img_size: Optional[int], memory: bool, precision: str,
-                  memory_repeats: int = 1, compile: bool = False, protocol: Optional[str] = None, budget: Optional[float] = None) -> Any:
-    from isodeploy.benchmarking.suite import BenchSettings
-
-    return BenchSettings(runtimes=split_runtimes(runtime), device=device, batch=batch, warmup=warmup, iters=iters,
-                         threads=threads, weights=weights, img_size=img_size, memory=memory, precision=precision,
-                         memory_repeats=memory_repeats, compile=compile, protocol=protocol, budget_s=budget).resolved()
-
-
 def progress_bar() -> Any:
     """Progress on stderr (rich on a terminal, plain lines with ETA in logs), so tables on stdout stay clean for pipes."""
-    from isodeploy.benchmarking.progress import make_reporter
+    from isodeploy.api import progress_reporter
 
-    return make_reporter()
+    return progress_reporter()
 
 
 def out_console() -> Any:
@@ -57,18 +42,13 @@ def out_console() -> Any:
     return console if console.is_terminal else Console(width=220)
 
 
-def check_baseline_keys(baseline: Any, artifacts: List[str], settings: Any, name: str) -> None:
-    """Fail before measuring when the baseline cannot cover these artifacts on these runtimes."""
-    from isodeploy.benchmarking.artifacts import resolve_artifact, runtimes_for
-
-    have = {r.key for r in baseline.results}
-    for query in artifacts:
-        ref = resolve_artifact(query, settings.img_size)
-        label = ref.label
-        for runtime in runtimes_for(ref, settings.runtimes):
-            if (label, runtime, settings.device) not in have:
-                listed = ", ".join(sorted({f"{k[0]} ({k[1]}/{k[2]})" for k in have})) or "nothing"
-                raise IsodeployError(f"{name} holds no result for {label} ({runtime}/{settings.device}); it has {listed}: re-create the baseline with the same artifacts, runtimes and device")
+def bench_options(runtime: List[str], device: Optional[str], batch: Optional[int], warmup: Optional[int], iters: Optional[int],
+                  threads: Optional[int], weights: str, img_size: Optional[int], memory: bool, precision: str,
+                  memory_repeats: int = 1, compile: bool = False, protocol: Optional[str] = None, budget: Optional[float] = None) -> dict:
+    """The bench options as the keyword arguments of :func:`isodeploy.api.bench` / :func:`isodeploy.api.compare`."""
+    return dict(runtimes=runtime, device=device, batch=batch, protocol=protocol, budget=budget, warmup=warmup, iters=iters,
+                threads=threads, weights=weights, img_size=img_size, memory=memory, precision=precision,
+                memory_repeats=memory_repeats, compile=compile)
 
 
 def bench(
@@ -93,55 +73,35 @@ def bench(
     max_regression: str = typer.Option("10%", "--max-regression", help="Allowed p50 slow-down against --baseline, e.g. 10% or 0.1."),
 ) -> None:
     """Measure latency (mean/p50/p90/p99, CV, img/s), peak memory and MACs of each artifact on each runtime."""
-    from isodeploy.benchmarking import gate as gate_mod
-    from isodeploy.benchmarking.markdown import to_markdown
-    from isodeploy.benchmarking.report import load_report, measurement_notes, protocol_line, rich_table, write_text_atomic
-    from isodeploy.benchmarking.suite import run_bench
-
+    from isodeploy import api
     from isodeploy.commands.common import check_artifact_arguments
 
     check_artifact_arguments(artifacts, img_size)  # --img-size on a folder, a model shadowed by a folder: said up front
-    settings = make_settings(runtime, device, batch, warmup, iters, threads, weights, img_size, memory, precision, memory_repeats, compile,
-                             protocol, budget)
+    options = bench_options(runtime, device, batch, warmup, iters, threads, weights, img_size, memory, precision, memory_repeats, compile,
+                            protocol, budget)
+    settings = api.bench_settings(**options)
     check_report_paths({"--json": json_path, "--md": md_path}, inputs=[*artifacts, baseline, weights])
-    base = threshold = None
+    base = None
     if baseline is None and max_regression != "10%":
         typer.secho("warning: --max-regression has no effect without --baseline", fg=typer.colors.YELLOW, err=True)
     if baseline is not None:
-        threshold = gate_mod.parse_regression(max_regression)
-        base = load_report(baseline)
-        gate_mod.validate_baseline(base, f"baseline '{baseline}'")
-        check_baseline_keys(base, artifacts, settings, f"baseline '{baseline}'")
-    report = run_bench(artifacts, settings, progress=progress_bar)
+        api.parse_regression(max_regression)  # a bad threshold, a damaged or unfitting baseline: one line before measuring
+        base = api.load_baseline(baseline, artifacts, settings)
+    report = api.bench(artifacts, **options, progress=progress_bar)
     console = out_console()
-    console.print(rich_table(report.results, title=f"Latency per batch of {settings.batch} ({settings.device})"))
+    console.print(api.bench_table(report.results, title=f"Latency per batch of {settings.batch} ({settings.device})"))
     if report.ratios:
-        from isodeploy.benchmarking.ratios import ratio_table
-
-        console.print(ratio_table(report.ratios))
-    for line in [f"protocol: {protocol_line(report)}"] + measurement_notes(report.results) + report.notes:
+        console.print(api.ratio_table(report.ratios))
+    for line in api.bench_notes(report):
         console.print(f"[dim]- {line}[/dim]")
-    payload = report.to_dict()
-    result = None
+    gate = None
     if base is not None:
-        result = gate_mod.check_regression(report, base, threshold, f"baseline '{baseline}'")
-        payload["gate"] = {"baseline": str(baseline), "max_regression": threshold, "failed": result.failed,
-                           "rows": [dict(vars(r), verdict=r.verdict) for r in result.rows]}
-        console.print(gate_mod.gate_table(result))
-    if json_path:
-        write_json_atomic(json_path, payload)
-    if md_path:
-        text = to_markdown(report)
-        if result is not None:
-            text += "\n## Regression gate\n\n" + gate_mod.gate_markdown(result) + "\n"
-        write_text_atomic(md_path, text)
-    if result is not None and result.failed:
-        worst = max((r for r in result.rows if r.regressed), key=lambda r: r.change)
-        raise IsodeployError(
-            f"latency regressed: {worst.label} ({worst.runtime}/{worst.device}) p50 {worst.base_p50_ms:.2f} → {worst.new_p50_ms:.2f} ms "
-            f"({worst.change * 100:+.1f} %, 95 % CI {(worst.ci_low - 1) * 100:+.1f} to {(worst.ci_high - 1) * 100:+.1f} %, allowed +{threshold * 100:.0f} %)",
-            exit_code=ExitCode.NUMERIC,
-        )
+        gate = api.bench_gate(report, base, max_regression, check=False, name=f"baseline '{baseline}'")
+        console.print(api.gate_table(gate))
+    api.write_bench_files(report, json_path=json_path, md_path=md_path, gate=gate, baseline=baseline)
+    error = api.regression_error(gate) if gate is not None else None
+    if error is not None:
+        raise error
 
 
 def register(app: typer.Typer) -> None:
