@@ -13,8 +13,8 @@ import sys
 
 import typer
 
-from isodeploy.core.version import __version__
-from isodeploy.core.errors import ExitCode, IsodeployError
+from isodeploy import __version__
+from isodeploy.api import ExitCode, IsodeployError
 
 # Command modules, in the order `--help` lists them. Each has `register(app: typer.Typer) -> None`.
 COMMAND_MODULES = [
@@ -55,7 +55,7 @@ def _root(
 ) -> None:
     """isodeploy: prune → fine-tune → export → verify → engine → report."""
     if trust_factory:
-        from isodeploy.zoo.sources import trust_factories
+        from isodeploy.api import trust_factories
 
         trust_factories(trust_factory)
 
@@ -117,7 +117,7 @@ def _leave_process_group(code: int) -> None:
     if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1 or "torch.distributed" not in sys.modules:
         return
     try:
-        from isodeploy.train.dist import leave_after_failure
+        from isodeploy.api.train import leave_after_failure
 
         leave_after_failure()
     except Exception:  # noqa: BLE001 - exiting anyway; the exit code says what happened
@@ -129,7 +129,7 @@ def _leave_process_group(code: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: run the app, mapping user errors to one line and an exit code."""
-    from isodeploy.zoo.sources import trust_scope
+    from isodeploy.api import trust_scope
 
     try:
         # In non-standalone mode click *returns* the code of a typer.Exit instead of raising it.

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import typer
 
-from isodeploy.core.report_paths import check_report_paths  # noqa: F401 - re-exported for command modules
-from isodeploy.core.safe_write import write_json_atomic  # noqa: F401 - re-exported for command modules
 
 WEIGHTS_HELP = "pretrained (timm hub download) | random (random init, offline) | PATH to a .safetensors/.pth state dict."
 MODEL_HELP = ("An alias from models/ (e.g. deit_b), any timm model name, torchvision:NAME, a factory package.module:function, "
@@ -20,8 +18,22 @@ WeightsOption = typer.Option("pretrained", "--weights", "-w", help=WEIGHTS_HELP)
 ImgSizeOption = typer.Option(None, "--img-size", min=1, max=4096, help="Input resolution, where the model allows it.")
 
 
+def check_report_paths(*args, **kwargs) -> None:
+    """:func:`isodeploy.api.files.check_report_paths`, imported when first used (the CLI starts fast)."""
+    from isodeploy.api.files import check_report_paths as check
+
+    check(*args, **kwargs)
+
+
+def write_json_atomic(path: Path, payload) -> None:
+    """:func:`isodeploy.api.files.write_json_atomic`, imported when first used (the CLI starts fast)."""
+    from isodeploy.api.files import write_json_atomic as write
+
+    write(path, payload)
+
+
 def _json_callback(value: Path | None) -> Path | None:
-    from isodeploy.core.report_paths import check_location
+    from isodeploy.api.files import check_location
 
     return check_location(value, "--json")
 
@@ -36,18 +48,13 @@ def warn(message: str) -> None:
 
 
 def check_model_argument(model: str, weights: str | None = None, img_size: int | None = None) -> None:
-    """What every command does with its MODEL first: a factory named on the command line is trusted
-    for this command (naming it is trusting it, so a folder it writes may rebuild from it); a folder
-    named like a model never hides the model (say how to mean the folder); --weights/--img-size that
-    a folder ignores are said to be ignored."""
-    from isodeploy.loading import is_path_like, shadowing_folder
-    from isodeploy.zoo.sources import is_factory, trust_factories
+    """What every command does with its MODEL first (:func:`isodeploy.api.model_argument_warnings`):
+    trust a factory named here, and say so when a folder named like a model is passed by or a folder
+    ignores --weights/--img-size."""
+    from isodeploy.api.model_args import model_argument_warnings
 
-    if not is_path_like(model) and is_factory(model):
-        trust_factories([model])
-    if shadowing_folder(model) is not None:
-        warn(f"'{model}' names a model and also an isodeploy folder here; using the model: pass ./{model} for the folder")
-    warn_ignored_for_folder(model, weights, img_size)
+    for line in model_argument_warnings(model, weights, img_size):
+        warn(line)
 
 
 def check_artifact_arguments(artifacts: list[str], img_size: int | None) -> None:
@@ -59,20 +66,38 @@ def check_artifact_arguments(artifacts: list[str], img_size: int | None) -> None
 
 def warn_ignored_for_folder(model: str, weights: str | None, img_size: int | None) -> None:
     """A folder MODEL records its own weights and input size: say so when --weights/--img-size were given."""
-    from isodeploy.loading import model_folder
+    from isodeploy.api.model_args import folder_ignores
 
-    if model_folder(model) is None:
-        return
-    ignored = [flag for flag, given in (("--weights", weights not in (None, "pretrained")), ("--img-size", img_size is not None)) if given]
-    if ignored:
-        warn(f"{' and '.join(ignored)} ignored: MODEL '{model}' is an isodeploy folder, which records its own weights and input size")
+    line = folder_ignores(model, weights, img_size)
+    if line:
+        warn(line)
+
+
+@contextmanager
+def live_status(console) -> Iterator[Callable[[str], None]]:
+    """A rich status line that appears with the first message given to the yielded function: the
+    up-front checks and their warnings come before it, as they did when the command made them itself."""
+    shown = []
+
+    def update(message: str) -> None:
+        if shown:
+            shown[0].update(message)
+        else:
+            shown.append(console.status(message))
+            shown[0].start()
+
+    try:
+        yield update
+    finally:
+        if shown:
+            shown[0].stop()
 
 
 @contextmanager
 def flags_as(flags: dict[str, str]) -> Iterator[None]:
     """Name the right command-line flag in a :class:`ParameterError` raised inside: the API says
     ``ratios['embedding']=`` or ``ratio=``, the user typed ``--embed-ratio`` or ``groups --check``."""
-    from isodeploy.core.errors import ParameterError
+    from isodeploy.api import ParameterError
 
     try:
         yield

@@ -43,40 +43,14 @@ def finetune(
     json_path: Optional[Path] = JsonOption,
 ) -> None:
     """Fine-tune a pruned student with distillation from its dense model, on one process or under torchrun."""
-    from isodeploy.commands.common import check_report_paths
-    from isodeploy.train.checkpoint import RUN_FILES
-    from isodeploy.train.config import FinetuneConfig
-    from isodeploy.train.loop import run_finetune
+    from isodeploy.api import finetune as run_finetune
 
-    check_report_paths({"--json": json_path}, inputs=[student, teacher_weights, resume_from], folders=[(output, RUN_FILES)])
-
-    cfg = FinetuneConfig(
-        student=str(student), data=data, output=str(output), val=val, teacher=teacher, teacher_weights=teacher_weights,
-        epochs=epochs, batch_size=batch_size, lr=lr, min_lr=min_lr, warmup_epochs=warmup_epochs, weight_decay=weight_decay,
-        temperature=temperature, kd_weight=kd_weight, clip_grad=clip_grad, ema_decay=ema, amp=amp, aug=aug, workers=workers,
-        device=device, seed=seed, resume=resume, resume_from=str(resume_from) if resume_from else None, stop_after=stop_after,
-        force=force, log_samples=log_samples,
-    )
-    import os
-    from contextlib import nullcontext
-
-    from isodeploy.core.output_folder import folder_lock
-
-    # One run per OUT at a time. Under torchrun the ranks share one OUT and a failed lock on one rank
-    # would leave the others waiting in the process group, so the lock is for single-process runs.
-    single = int(os.environ.get("WORLD_SIZE", "1")) <= 1
-    with folder_lock(output, names=RUN_FILES) if single else nullcontext():
-        report = run_finetune(cfg)
-    if json_path and _is_rank0():
-        from isodeploy.commands.common import write_json_atomic
-
-        write_json_atomic(json_path, report)
-
-
-def _is_rank0() -> bool:
-    import os
-
-    return os.environ.get("RANK", "0") == "0"
+    run_finetune(
+        student, data, output, val=val, teacher=teacher, teacher_weights=teacher_weights, epochs=epochs, lr=lr, min_lr=min_lr,
+        warmup_epochs=warmup_epochs, weight_decay=weight_decay, batch_size=batch_size, temperature=temperature,
+        kd_weight=kd_weight, clip_grad=clip_grad, ema=ema, amp=amp, aug=aug, workers=workers, device=device, seed=seed,
+        resume=resume, resume_from=resume_from, stop_after=stop_after, force=force, log_samples=log_samples,
+        json_path=json_path)
 
 
 def register(app: typer.Typer) -> None:

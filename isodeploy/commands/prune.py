@@ -7,26 +7,7 @@ from typing import Optional
 
 import typer
 
-from isodeploy.commands.common import MODEL_HELP, ImgSizeOption, JsonOption, WeightsOption, write_json_atomic
-
-
-def parse_macs(text: Optional[str]) -> Optional[float]:
-    """'4.2G', '600M', '4.2e9' → MACs per image."""
-    if text is None:
-        return None
-    from isodeploy.core.errors import IsodeployError
-
-    units = {"k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
-    value = text.strip().lower()
-    try:
-        number = float(value[:-1]) * units[value[-1]] if value and value[-1] in units else float(value)
-    except ValueError as exc:
-        raise IsodeployError(f"--target-macs takes a number with an optional unit, e.g. 4.2G or 600M; got '{text}'") from exc
-    import math
-
-    if not math.isfinite(number):
-        raise IsodeployError(f"--target-macs must be a finite number, e.g. 4.2G; got '{text}'")
-    return number
+from isodeploy.commands.common import MODEL_HELP, ImgSizeOption, JsonOption, WeightsOption
 
 
 def prune(
@@ -55,73 +36,20 @@ def prune(
     """Prune MODEL with isomorphic ranking and write a folder every other command accepts as MODEL."""
     from rich.console import Console
 
-    from isodeploy import api
-    from isodeploy.core.errors import IsodeployError
-    from isodeploy.pruning.report import print_summary
+    from isodeploy.api import print_prune_summary, prune_to_folder
+    from isodeploy.commands.common import live_status, warn
 
-    from isodeploy.core.artifacts import legacy_entries
-    from isodeploy.core.output_folder import probe_output_folder
-    from isodeploy.loading import model_folder
-
-    # -o is checked before the long work (the write re-checks under the folder's lock)
-    probe_output_folder(output, adopt=legacy_entries, input_folder=model_folder(model))
-    from isodeploy.core.report_paths import check_report_paths
-
-    check_report_paths({"--json": json_path}, inputs=[model, weights], folders=[(output, ("model.safetensors", "isodeploy.json"))])
-    from isodeploy.commands.common import check_model_argument, warn
-
-    check_model_argument(model, weights, img_size)
-    if calib_data is not None and importance != "taylor":
-        warn(f"--calib-data is ignored: only --importance taylor uses calibration images (this run: {importance})")
-    recipe = preset or api.default_preset(model)
-    explicit = dict(ratio=ratio, embed_ratio=embed_ratio, mlp_ratio=mlp_ratio, head_ratio=head_ratio, head_dim_ratio=head_dim_ratio)
-    if preset is None and any(v is not None for v in explicit.values()):
-        recipe = None  # explicit ratios replace the alias's default recipe
-    ratios = {kind: explicit[f] for kind, f in api.RATIO_KINDS.items() if explicit[f] is not None}
-    if recipe is None and ratio is None and not ratios and target_macs is None:
-        raise IsodeployError(f"no ratios for '{model}': pass --preset, --ratio or --target-macs (see 'isodeploy presets')")
-    options = dict(ratio=ratio, ratios=ratios, preset=recipe, ranking=ranking, importance=importance, norm=norm, round_to=round_to,
-                   max_group_ratio=max_group_ratio, target_macs=parse_macs(target_macs))
-    from isodeploy.commands.common import flags_as
-
-    with flags_as({f"ratios['{kind}']": "--" + field.replace("_", "-") for kind, field in api.RATIO_KINDS.items()}):
-        api.prune_config(**options)  # bad options fail here, before the model is built
     console = Console()
-    with console.status(f"loading {model}") as status:
-        dense = api.create_model(model, weights=weights, img_size=img_size)
-        result = api.prune(dense, api.example_inputs(dense), **options, calib_data=calib_data or "synthetic",
-                           calib_batches=calib_batches, strict=strict, progress=lambda msg: status.update(msg))
-        status.update(f"writing {output}")
-        api.save(result, output, force=force)
-    print_summary(console, result, output)
-    _warn_if_nothing_rounded(result, round_to)
-    _warn_unused_kind_ratios(result, ratios)
-    if json_path:
-        write_json_atomic(json_path, {k: v for k, v in result.spec.items() if k != "groups"} | {"output": str(output)})
-
-
-def _warn_unused_kind_ratios(result, ratios: dict[str, float]) -> None:
-    """``--head-ratio`` on a CNN (no class of that kind) changed nothing: say so instead of silence."""
-    from isodeploy import api
-    from isodeploy.commands.common import warn
-
-    kinds = {c.get("kind") for c in result.spec.get("classes", []) if isinstance(c, dict)}
-    for kind in sorted(set(ratios) - kinds):
-        flag = "--" + api.RATIO_KINDS[kind].replace("_", "-")
-        warn(f"{flag} ignored: the model has no '{kind}' class (its classes: {', '.join(sorted(k for k in kinds if k)) or 'none'})")
-
-
-def _warn_if_nothing_rounded(result, round_to: int) -> None:
-    """``--round-to N`` larger than (or dividing none of) the kept widths rounds nothing: say so."""
-    if round_to <= 1:
-        return
-    kept = [g.get("kept_width") for g in result.spec.get("groups", []) if isinstance(g, dict) and g.get("kept_width") != g.get("width")]
-    kept = [k for k in kept if isinstance(k, int)]
-    if kept and not any(k % round_to == 0 for k in kept):
-        from isodeploy.commands.common import warn
-
-        warn(f"--round-to {round_to} divides none of the pruned widths (largest kept: {max(kept)}); nothing was rounded: "
-             "use a smaller --round-to, e.g. 8")
+    with live_status(console) as status:
+        run = prune_to_folder(
+            model, output, preset=preset, ratio=ratio, embed_ratio=embed_ratio, mlp_ratio=mlp_ratio, head_ratio=head_ratio,
+            head_dim_ratio=head_dim_ratio, ranking=ranking, importance=importance, norm=norm, calib_data=calib_data,
+            calib_batches=calib_batches, round_to=round_to, target_macs=target_macs, max_group_ratio=max_group_ratio,
+            weights=weights, img_size=img_size, strict=strict, force=force, json_path=json_path,
+            progress=status, warn=warn)
+    print_prune_summary(console, run.result, output)
+    for note in run.notes:
+        warn(note)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from isodeploy.commands.common import MODEL_HELP, ImgSizeOption, JsonOption, WeightsOption, write_json_atomic
+from isodeploy.commands.common import MODEL_HELP, ImgSizeOption, JsonOption, WeightsOption
 
 
 def prune_export(
@@ -41,33 +41,23 @@ def prune_export(
     """
     from rich.console import Console
 
-    from isodeploy.pipeline.run import PipelineOptions, run_pipeline
-    from isodeploy.pipeline.summary import print_summary
+    from isodeploy.api import CallbackReporter, print_pipeline_summary
+    from isodeploy.api import prune_export as run_prune_export
+    from isodeploy.commands.common import live_status, warn
 
-    from isodeploy.commands.common import check_model_argument
-
-    check_model_argument(model, weights, img_size)  # also: a factory named here is trusted
-    from isodeploy.core.report_paths import check_report_paths
-    from isodeploy.pipeline.run import KNOWN_OUTPUTS
-
-    check_report_paths({"--json": json_path}, inputs=[model, weights], folders=[(output, KNOWN_OUTPUTS)])
     console = Console()
-    opts = PipelineOptions(model=model, output=output, target=target, preset=preset, ratio=ratio, weights=weights,
-                           img_size=img_size, finetune_data=finetune_data, epochs=epochs, bench=bench, bench_batch=bench_batch,
-                           bench_iters=bench_iters, bench_warmup=bench_warmup, bench_protocol=bench_protocol, bench_budget=bench_budget,
-                           uniform_twin=uniform_twin,
-                           bench_threads=threads, force=force)
-    with console.status("starting") as status:
+    with live_status(console) as status:
         def say(message: str) -> None:
             console.print(message)
-            status.update(message)
+            status(message)
 
-        from isodeploy.benchmarking.progress import CallbackReporter
-
-        result = run_pipeline(opts, say, progress=lambda: CallbackReporter(console.print, status.update))
-    print_summary(console, result)
-    if json_path:
-        write_json_atomic(json_path, result.report)
+        result = run_prune_export(
+            model, output, target=target, preset=preset, ratio=ratio, weights=weights, img_size=img_size,
+            finetune_data=finetune_data, epochs=epochs, bench=bench, bench_batch=bench_batch, bench_protocol=bench_protocol,
+            bench_budget=bench_budget, bench_iters=bench_iters, bench_warmup=bench_warmup, uniform_twin=uniform_twin,
+            threads=threads, force=force, json_path=json_path, say=say,
+            progress=lambda: CallbackReporter(console.print, status), warn=warn)
+    print_pipeline_summary(console, result)
     if result.exit_code:
         typer.secho(f"error: {result.message}", fg=typer.colors.RED, err=True)
         raise typer.Exit(result.exit_code)

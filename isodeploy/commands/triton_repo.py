@@ -7,17 +7,7 @@ from typing import Optional
 
 import typer
 
-from isodeploy.commands.common import JsonOption, check_report_paths, write_json_atomic
-from isodeploy.core.errors import IsodeployError
-
-
-def _parse_sizes(text: Optional[str]) -> Optional[list[int]]:
-    if not text:
-        return None
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError as exc:
-        raise IsodeployError(f"--preferred-batch takes comma-separated integers like 8,16, got '{text}'") from exc
+from isodeploy.commands.common import JsonOption
 
 
 def triton_repo_cmd(
@@ -39,42 +29,30 @@ def triton_repo_cmd(
     """Write REPO/NAME/config.pbtxt and REPO/NAME/1/model.plan|model.onnx (plus the engine's metadata)."""
     from rich.console import Console
 
-    from isodeploy.serve.triton_repo import write_triton_repo
-    from isodeploy.serve.triton_server import find_backend_dir, find_server
+    from isodeploy.api import triton_repo
 
-    if not check and (server is not None or backend_dir is not None):
-        raise IsodeployError(f"{'--server' if server is not None else '--backend-dir'} is used only by --check; "
-                             "add --check (load the model in that server) or drop it")
-    check_report_paths({"--json": json_path}, inputs=[artifact], folders=[(repo, (name,))])
-    binary = find_server(server) if check else None  # before writing anything: no server is bad input (exit 2)
-    backends = find_backend_dir(backend_dir) if check else None
-    report = write_triton_repo(artifact, name, repo, max_batch=max_batch, device=device,
-                               preferred_batch_sizes=_parse_sizes(preferred), max_queue_delay_us=max_queue_delay_us,
-                               instance_count=instances, force=force, dynamic_batching=not static_batch)
     console = Console()
-    for warning in report.warnings:
-        typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
-    state = "already up to date" if report.unchanged else "written"
-    console.print(f"[bold]{report.model_dir}[/bold] {state}: {report.platform}, max_batch_size {report.max_batch_size}, "
-                  f"{report.instance_kind}")
-    for rel in report.files:
-        console.print(f"  {report.model_dir}/{rel}", highlight=False)
-    hint = " (the Triton release whose TensorRT built the engine)" if report.platform == "tensorrt_plan" else ""
-    console.print(f"Serve it with{hint}:", highlight=False)
-    console.print(f"  {report.serve_command}", highlight=False, soft_wrap=True)
-    if binary is not None:
-        from isodeploy.serve.triton_check import check_written_repo
 
-        try:
-            result = check_written_repo(report, binary, backend_dir=backends)
-        finally:
-            if json_path:
-                write_json_atomic(json_path, report)
-        diff = "" if result.max_abs_diff is None else f", max abs diff vs onnxruntime {result.max_abs_diff:.3g}"
-        console.print(f"Triton {result.server_version}: '{result.model}' READY in {result.load_seconds:.1f} s; one request "
-                      f"{result.request_shapes} -> {result.output_shapes}{diff}", highlight=False)
-    elif json_path:
-        write_json_atomic(json_path, report)
+    def show(report) -> None:
+        for warning in report.warnings:
+            typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
+        state = "already up to date" if report.unchanged else "written"
+        console.print(f"[bold]{report.model_dir}[/bold] {state}: {report.platform}, max_batch_size {report.max_batch_size}, "
+                      f"{report.instance_kind}")
+        for rel in report.files:
+            console.print(f"  {report.model_dir}/{rel}", highlight=False)
+        hint = " (the Triton release whose TensorRT built the engine)" if report.platform == "tensorrt_plan" else ""
+        console.print(f"Serve it with{hint}:", highlight=False)
+        console.print(f"  {report.serve_command}", highlight=False, soft_wrap=True)
+
+    report = triton_repo(artifact, name, repo, max_batch=max_batch, device=device, preferred_batch=preferred,
+                         max_queue_delay_us=max_queue_delay_us, instances=instances, static_batch=static_batch, force=force,
+                         check=check, server=server, backend_dir=backend_dir, json_path=json_path, on_written=show)
+    if report.check is not None:
+        result = report.check
+        diff = "" if result["max_abs_diff"] is None else f", max abs diff vs onnxruntime {result['max_abs_diff']:.3g}"
+        console.print(f"Triton {result['server_version']}: '{result['model']}' READY in {result['load_seconds']:.1f} s; one request "
+                      f"{result['request_shapes']} -> {result['output_shapes']}{diff}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
