@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from isodeploy.core.api_args import check_path_arg
+from isodeploy.core.errors import IsodeployError, ParameterError
 from isodeploy.runtime.trt.meta import EngineMeta
 
 __all__ = ["EngineMeta", "build_engine", "default_engine_path"]
@@ -39,5 +40,12 @@ def build_engine(onnx_path: str | Path, out_path: str | Path | None = None, *, p
     onnx = check_path_arg("onnx_path", onnx_path)
     out = default_engine_path(onnx) if out_path is None else check_path_arg("out_path", out_path)
     cache = check_path_arg("timing_cache", timing_cache, optional=True)
+    if out.suffix != ".plan":
+        raise IsodeployError(f"engine path '{out}' must end in .plan (verify, bench and Triton recognise engines by it)")
+    if workspace_gb is not None and (isinstance(workspace_gb, bool) or not isinstance(workspace_gb, (int, float))
+                                     or not workspace_gb > 0):
+        raise ParameterError("workspace_gb", f"must be positive, got {workspace_gb}")
+    if isinstance(opt_level, bool) or not isinstance(opt_level, int) or not 0 <= opt_level <= 5:
+        raise ParameterError("opt_level", f"must be in 0..5 (TensorRT's builder optimization level), got {opt_level}")
     return _build(onnx, out, precision=precision, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
                   workspace_gb=workspace_gb, opt_level=opt_level, timing_cache=cache, on_phase=on_phase)
