@@ -29,9 +29,9 @@ def build_engine_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from isodeploy.export.trt.build import build_engine
+    from isodeploy.api.engine import build_engine, default_engine_path
 
-    out = output or onnx.with_suffix(".plan")
+    out = output or default_engine_path(onnx)
     check_report_paths({"--json": json_path}, inputs=[onnx], outputs=[out])
     console = Console(stderr=True)
     with console.status("checking the ONNX and TensorRT") as status:

@@ -8,20 +8,11 @@ from typing import Optional
 import typer
 
 from isodeploy.commands.common import MODEL_HELP, check_report_paths, ImgSizeOption, JsonOption, WeightsOption, write_json_atomic
-from isodeploy.core.errors import IsodeployError
 
 EXPORTER_HELP = "torchscript (default: fastest, falls back to dynamo if it fails) | dynamo (torch.export based)."
 PRECISION_HELP = "fp32 | fp16: mixed precision for TensorRT strongly typed builds (FP32 block list, FP32 I/O)."
-
-
-def default_output(model: str, precision: str) -> Path:
-    """``DIR/model.onnx`` for an isodeploy folder, ``./<model>.onnx`` otherwise (``.fp16.onnx`` for FP16)."""
-    from isodeploy.loading import model_folder
-
-    given = model_folder(model)
-    name = "model" if given is not None else Path(model).name.replace(":", "_")
-    folder = given if given is not None else Path(".")
-    return folder / (f"{name}.fp16.onnx" if precision == "fp16" else f"{name}.onnx")
+#: the flags of the FP16-only options, by their API names (isodeploy.api.export.check_export_options)
+FP16_FLAGS = {"calib_data": "--calib-data", "safe_range": "--safe-range", "calib_samples": "--calib-samples"}
 
 
 def export_cmd(
@@ -41,27 +32,22 @@ def export_cmd(
     """Export to ONNX (opset ≥ 17, dynamic batch, graphsurgeon clean-up, checked, metadata); --precision fp16 for TensorRT."""
     from rich.console import Console
 
-    if precision not in ("fp32", "fp16"):
-        raise IsodeployError(f"--precision must be fp32 or fp16, not '{precision}'")
     from isodeploy import api
-    from isodeploy.commands.common import check_model_argument
-    from isodeploy.export.onnx import describe
+    from isodeploy.api.export import check_export_options, default_onnx_path, describe, export_report_dict
+    from isodeploy.commands.common import check_model_argument, warn
 
+    ignored = check_export_options(precision, calib_data=calib_data, calib_samples=calib_samples, safe_range=safe_range)
     check_model_argument(model, weights, img_size)
-    fp16_only = [flag for flag, given in (("--calib-data", calib_data is not None), ("--safe-range", safe_range is not None),
-                                          ("--calib-samples", calib_samples != 8)) if given]
-    if precision == "fp32" and fp16_only:
-        from isodeploy.commands.common import warn
+    if ignored:
+        warn(f"{', '.join(FP16_FLAGS[name] for name in ignored)} ignored: only --precision fp16 calibrates activation ranges")
 
-        warn(f"{', '.join(fp16_only)} ignored: only --precision fp16 calibrates activation ranges")
-
-    out = output or default_output(model, precision)
+    out = output or default_onnx_path(model, precision)
     check_report_paths({"--json": json_path}, inputs=[model, weights], outputs=[out])
     console = Console(stderr=True)
     with console.status(f"loading {model} and exporting it to ONNX ({precision})"):
         report = api.export_onnx(model, out, opset=opset, exporter=exporter, dynamic_batch=not static_batch,
-                                        precision=precision, img_size=img_size, weights=weights, calib_data=calib_data,
-                                        calib_samples=calib_samples, safe_range=safe_range)
+                                 precision=precision, img_size=img_size, weights=weights, calib_data=calib_data,
+                                 calib_samples=calib_samples, safe_range=safe_range)
     fp16 = report.fp16
     if fp16 is None:
         Console().print(describe(report))
@@ -73,9 +59,7 @@ def export_cmd(
     if fp16 is not None:
         _print_fp16(fp16)
     if json_path:
-        from isodeploy.export.verify_stats import finite_or_none
-
-        write_json_atomic(json_path, finite_or_none({"export": _asdict(report), "fp16": _asdict(fp16) if fp16 else None}))
+        write_json_atomic(json_path, export_report_dict(report))
 
 
 def _print_fp16(fp16) -> None:
@@ -96,12 +80,6 @@ def _print_fp16(fp16) -> None:
     Console().print(table)
     Console().print(f"largest |activation| on {fp16.calib_batches} calibration batch(es): {fp16.max_activation:.4g}; "
                     f"{fp16.casts_added} casts added; FP32 inputs/outputs: {fp16.keep_io_types}")
-
-
-def _asdict(obj):
-    from dataclasses import asdict
-
-    return asdict(obj)
 
 
 def register(app: typer.Typer) -> None:

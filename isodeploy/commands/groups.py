@@ -25,50 +25,25 @@ def groups(
     and isomorphic classes (groups with the same topology, ranked only against each other)."""
     from rich.console import Console
 
-    import isodeploy
+    from isodeploy.api import prune_config
+    from isodeploy.api.inspect import channel_groups, print_frozen, print_grouping
     from isodeploy.commands.common import check_model_argument, flags_as
-    from isodeploy.graph.report import print_frozen, print_grouping
 
     if check is not None:
         with flags_as({"ratio": "--check"}):  # before the model is built and traced
-            from isodeploy.api import prune_config
-
             prune_config(ratio=check)
     check_model_argument(model, weights, img_size)
     check_report_paths({"--json": json_path}, inputs=[model, weights])
 
     console = Console(stderr=False)
-    with console.status(f"loading {model}"):
-        dense = isodeploy.create_model(model, weights=weights, img_size=img_size)
-        example = isodeploy.example_inputs(dense)
-    with console.status(f"tracing {model} with torch.export and grouping channels"):
-        grouping = isodeploy.analyze(dense, example, strict=strict)
-    source = getattr(dense, "_isodeploy_source", None)
-    grouping.model = source.label if source is not None and source.kind != "none" else model
-    print_grouping(console, grouping, show_params=show_params)
-    payload = grouping.to_json()
-    frozen = _recorded_frozen(model)
-    if check is not None:
-        with console.status(f"pruning a copy by {check} and checking it"):
-            with flags_as({"ratio": "--check"}):
-                frozen = [f.__dict__ for f in isodeploy.prune(dense, example, ratio=check, strict=strict).frozen]
-    if frozen is not None:
-        print_frozen(console, frozen)
-        payload["frozen_classes"] = frozen
+    with console.status(f"loading {model}") as status:
+        result = channel_groups(model, weights=weights, img_size=img_size, strict=strict, check=check, progress=status.update)
+    print_grouping(console, result.grouping, show_params=show_params)
+    if result.frozen is not None:
+        print_frozen(console, result.frozen)
     if json_path:
-        write_json_atomic(json_path, payload)
+        write_json_atomic(json_path, result.to_dict())
         console.print(f"wrote {json_path}")
-
-
-def _recorded_frozen(model: str) -> list[dict] | None:
-    """For an output folder: the classes its prune froze, as its spec recorded them."""
-    path = Path(model)
-    if not (path / "isodeploy.json").is_file():
-        return None
-    from isodeploy.pruning.spec import read_spec
-
-    frozen = read_spec(path).get("frozen_classes")
-    return frozen if isinstance(frozen, list) else None
 
 
 def register(app: typer.Typer) -> None:

@@ -9,16 +9,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from isodeploy.commands.common import JsonOption, write_json_atomic
-from isodeploy.zoo.presets import load_presets
+from isodeploy.commands.common import JsonOption, check_report_paths, write_json_atomic
 
 
 def presets(json_path: Optional[Path] = JsonOption) -> None:
     """List model aliases (→ timm names, default recipe) and pruning recipes with their provenance."""
-    from isodeploy.core.report_paths import check_report_paths
+    from isodeploy.api.inspect import list_presets
 
     check_report_paths({"--json": json_path})
-    aliases, recipes = load_presets()
+    found = list_presets()
+    aliases, recipes = found.aliases, found.recipes
     console = Console()
     table = Table(title="Model aliases")
     for col in ("alias", "timm model", "default recipe", "file"):
@@ -34,10 +34,7 @@ def presets(json_path: Optional[Path] = JsonOption) -> None:
         table.add_row(r.name, r.family, fmt(r.ratio), fmt(r.embed_ratio), fmt(r.mlp_ratio), fmt(r.head_ratio), fmt(r.head_dim_ratio), r.provenance)
     console.print(table)
     if json_path:
-        write_json_atomic(json_path, {
-            "aliases": [a.__dict__ for a in aliases.values()],
-            "recipes": [r.to_dict() for r in recipes.values()],
-        })
+        write_json_atomic(json_path, found.to_dict())
 
 
 def register(app: typer.Typer) -> None:

@@ -8,23 +8,10 @@ from typing import Optional
 import typer
 
 from isodeploy.commands.common import ImgSizeOption, check_report_paths, JsonOption, write_json_atomic
-from isodeploy.core.errors import ExitCode, IsodeployError
 
-#: exit code of a numeric failure (bad input keeps IsodeployError's default, 2)
-EXIT_GATE_FAILED = ExitCode.NUMERIC
 REFERENCE_HELP = ("MODEL (alias, timm name, isodeploy folder) run in PyTorch FP32, or an FP32 .onnx run in onnxruntime; "
                   "default: the model named in the artifact's metadata, with the weights it was exported with.")
 GATES_HELP = "auto (fp16 for FP16 ONNX and engines, else fp32) | fp32 (atol 1e-4, rtol 1e-3, top-1 100%) | fp16 (cosine ≥ 0.999, top-1 ≥ 99%)."
-
-
-def _parse_sizes(text: str) -> list[int]:
-    try:
-        sizes = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        sizes = []
-    if not sizes or min(sizes) < 1:
-        raise IsodeployError(f"--batch-sizes must be positive integers separated by commas (e.g. 1,7), not '{text}'")
-    return sizes
 
 
 def verify_cmd(
@@ -50,52 +37,24 @@ def verify_cmd(
     """Compare outputs on the same inputs at two batch sizes: max/mean/p99 |err|, max rel err, cosine, top-1/top-5; exit 1 on failure."""
     from rich.console import Console
 
-    from isodeploy.core.inputs import image_samples, random_samples, to_batches
-    from isodeploy.export.reference import check_same_input, open_reference
-    from isodeploy.runtime.open import open_runner, runner_precision
-    from isodeploy.export.verify import Gates, verify
+    from isodeploy.api.verify import check_verify_options, verify_artifact
+    from isodeploy.commands.common import check_model_argument
 
-    sizes = _parse_sizes(batch_sizes)
+    check_verify_options(batch_sizes=batch_sizes, inputs=inputs, gates=gates_name, atol=atol, rtol=rtol,
+                         min_cosine=min_cosine, min_top1=min_top1)  # before any file is looked at
     check_report_paths({"--json": json_path}, inputs=[artifact, reference, weights])
-    Gates.fp32().override(atol=atol, rtol=rtol, min_cosine=min_cosine, min_top1=min_top1)  # refuse NaN/out of range up front
-    if inputs < 1:
-        raise IsodeployError("--inputs must be at least 1")
-    if gates_name not in ("auto", "fp32", "fp16"):
-        raise IsodeployError(f"--gates must be auto, fp32 or fp16, not '{gates_name}'")
     if reference is not None:
-        from isodeploy.commands.common import check_model_argument
-
         check_model_argument(reference, weights, img_size)  # a folder reference records its own size and weights
     console = Console(stderr=True)
     with console.status(f"opening {artifact}") as status:
-        candidate = open_runner(artifact, threads=threads, runtime=runtime, device=device)
-        status.update("building the reference")
-        ref = open_reference(reference, candidate, weights=weights, img_size=img_size, threads=threads)
-        input_size = check_same_input(candidate, artifact, ref)
-        from isodeploy.core.limits import check_batch_fits
-
-        check_batch_fits(max(sizes), input_size, "--batch-sizes")  # before any batch is built
-        precision = runner_precision(candidate)
-        gates = Gates.for_precision(precision if gates_name == "auto" else gates_name)
-        gates = gates.override(atol=atol, rtol=rtol, min_cosine=min_cosine, min_top1=min_top1)
-        sets = [("random", random_samples(inputs, input_size))]
-        if data is not None:
-            sets.append(("images", image_samples(data, inputs, input_size, ref.mean, ref.std)))
-        reports = []
-        for label, samples in sets:
-            status.update(f"running {len(samples)} {label} samples at batch sizes {sizes}")
-            report = verify(candidate, ref.runner, to_batches(samples, sizes), gates, label=label)
-            report.inputs = {"kind": label, "samples": int(len(samples)), "batch_sizes": sizes}
-            reports.append(report)
-    passed = all(r.passed for r in reports)
-    _print(reports, artifact, ref.label, gates, precision)
+        outcome = verify_artifact(artifact, reference, weights=weights, img_size=img_size, inputs=inputs, data=data,
+                                  batch_sizes=batch_sizes, gates=gates_name, atol=atol, rtol=rtol, min_cosine=min_cosine,
+                                  min_top1=min_top1, threads=threads, runtime=runtime, device=device,
+                                  progress=status.update, raise_on_failure=False)
+    _print(outcome.reports, artifact, outcome.reference, outcome.gates, outcome.precision)
     if json_path:
-        write_json_atomic(json_path, {"passed": passed, "artifact": str(artifact), "reference": ref.label,
-                                      "precision": precision, "gates": gates.__dict__, "sets": [r.to_dict() for r in reports]})
-    if not passed:
-        first = next(f for r in reports for f in r.failures)
-        raise IsodeployError(f"verify failed ({gates.name} gates, {next(r.label for r in reports if not r.passed)} inputs): {first}",
-                             exit_code=EXIT_GATE_FAILED)
+        write_json_atomic(json_path, outcome.to_dict())
+    outcome.raise_if_failed()
 
 
 def _print(reports, artifact: Path, reference: str, gates, precision: str) -> None:
