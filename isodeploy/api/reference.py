@@ -7,6 +7,7 @@ that the committed file is what this module writes (``--check`` does the same fo
 from __future__ import annotations
 
 import inspect
+import re
 import sys
 from pathlib import Path
 
@@ -26,7 +27,7 @@ def _entry(name: str, obj: object) -> list[str]:
     else:
         return [f"### `{name}`", "", f"A constant: `{obj!r}`."[:300], ""]
     try:
-        signature = str(inspect.signature(obj))
+        signature = re.sub(r"<function (\w+) at 0x[0-9a-f]+>", r"\1", str(inspect.signature(obj)))  # stable across runs
     except (TypeError, ValueError):
         signature = "(…)"
     doc = inspect.getdoc(obj) or "(no docstring)"
