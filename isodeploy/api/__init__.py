@@ -8,33 +8,103 @@ pipeline in :mod:`isodeploy.api.pipeline`, fine-tuning in :mod:`isodeploy.api.tr
 repositories in :mod:`isodeploy.api.serve`, report files in :mod:`isodeploy.api.files` and MODEL
 strings in :mod:`isodeploy.api.model_args`; what ``isodeploy verify`` runs in :mod:`isodeploy.api.verify`,
 export's defaults in :mod:`isodeploy.api.export`, TensorRT engines in :mod:`isodeploy.api.engine`, channel
-groups and presets in :mod:`isodeploy.api.inspect`. ``docs/api.md`` is generated from the docstrings
-(``python -m isodeploy.api.reference``).
+groups and presets in :mod:`isodeploy.api.inspect`. A name loads its module on first use, so the CLI
+starts without torch; ``docs/api.md`` is generated from the docstrings (``python -m isodeploy.api.reference``).
 """
 
-from isodeploy.core.errors import ExitCode, IsodeployError, ParameterError
+from __future__ import annotations
 
-from isodeploy.api.benchmark import (bench, bench_gate, bench_markdown, bench_notes, bench_payload, bench_settings, bench_table,
-                                     check_baseline_keys, gate_table, load_baseline, parse_regression, progress_reporter, ratio_table,
-                                     regression_error, split_runtimes, write_bench_files)
-from isodeploy.api.comparison import (PLOT_FORMATS, compare, compare_markdown, compare_notes, compare_table, parse_accuracy,
-                                      plot_latency_vs_macs, uniform_twins, write_compare_files)
-from isodeploy.api.deploy import export_onnx, verify
-from isodeploy.api.engine import EngineMeta, build_engine, default_engine_path
-from isodeploy.api.export import check_export_options, default_onnx_path, export_report_dict
-from isodeploy.api.inspect import ChannelGroups, Presets, channel_groups, list_presets, load_presets, recorded_frozen
-from isodeploy.api.loaded import as_loaded
-from isodeploy.api.files import check_location, check_report_paths, write_json_atomic
-from isodeploy.api.model_args import (folder_ignores, is_factory, is_path_like, model_argument_warnings, model_folder,
-                                      shadowing_folder, trust_factories, trust_scope)
-from isodeploy.api.models import RATIO_KINDS, analyze, create_model, default_preset, example_inputs, load, prune, prune_config, save
-from isodeploy.api.pipeline import CallbackReporter, PipelineOptions, PipelineResult, prune_export, run_pipeline
-from isodeploy.api.pipeline import print_summary as print_pipeline_summary
-from isodeploy.api.pruning import PruneRun, parse_macs, prune_to_folder
-from isodeploy.api.pruning import print_summary as print_prune_summary
-from isodeploy.api.serve import TritonRepoReport, parse_batch_sizes, triton_repo, write_triton_repo
-from isodeploy.api.train import FinetuneConfig, finetune, run_finetune
-from isodeploy.api.verify import Gates, VerifyOutcome, VerifyReport, check_verify_options, verify_artifact
+import importlib
+from typing import Any
+
+#: public name → (module, name there): the one table of what the API exports
+_WHERE: dict[str, tuple[str, str]] = {
+    "bench": ("isodeploy.api.benchmark", "bench"),
+    "bench_gate": ("isodeploy.api.benchmark", "bench_gate"),
+    "bench_markdown": ("isodeploy.api.benchmark", "bench_markdown"),
+    "bench_notes": ("isodeploy.api.benchmark", "bench_notes"),
+    "bench_payload": ("isodeploy.api.benchmark", "bench_payload"),
+    "bench_settings": ("isodeploy.api.benchmark", "bench_settings"),
+    "bench_table": ("isodeploy.api.benchmark", "bench_table"),
+    "check_baseline_keys": ("isodeploy.api.benchmark", "check_baseline_keys"),
+    "gate_table": ("isodeploy.api.benchmark", "gate_table"),
+    "load_baseline": ("isodeploy.api.benchmark", "load_baseline"),
+    "parse_regression": ("isodeploy.api.benchmark", "parse_regression"),
+    "progress_reporter": ("isodeploy.api.benchmark", "progress_reporter"),
+    "ratio_table": ("isodeploy.api.benchmark", "ratio_table"),
+    "regression_error": ("isodeploy.api.benchmark", "regression_error"),
+    "split_runtimes": ("isodeploy.api.benchmark", "split_runtimes"),
+    "write_bench_files": ("isodeploy.api.benchmark", "write_bench_files"),
+    "PLOT_FORMATS": ("isodeploy.api.comparison", "PLOT_FORMATS"),
+    "compare": ("isodeploy.api.comparison", "compare"),
+    "compare_markdown": ("isodeploy.api.comparison", "compare_markdown"),
+    "compare_notes": ("isodeploy.api.comparison", "compare_notes"),
+    "compare_table": ("isodeploy.api.comparison", "compare_table"),
+    "parse_accuracy": ("isodeploy.api.comparison", "parse_accuracy"),
+    "plot_latency_vs_macs": ("isodeploy.api.comparison", "plot_latency_vs_macs"),
+    "uniform_twins": ("isodeploy.api.comparison", "uniform_twins"),
+    "write_compare_files": ("isodeploy.api.comparison", "write_compare_files"),
+    "export_onnx": ("isodeploy.api.deploy", "export_onnx"),
+    "verify": ("isodeploy.api.deploy", "verify"),
+    "EngineMeta": ("isodeploy.api.engine", "EngineMeta"),
+    "build_engine": ("isodeploy.api.engine", "build_engine"),
+    "default_engine_path": ("isodeploy.api.engine", "default_engine_path"),
+    "check_export_options": ("isodeploy.api.export", "check_export_options"),
+    "default_onnx_path": ("isodeploy.api.export", "default_onnx_path"),
+    "export_report_dict": ("isodeploy.api.export", "export_report_dict"),
+    "check_location": ("isodeploy.api.files", "check_location"),
+    "check_report_paths": ("isodeploy.api.files", "check_report_paths"),
+    "write_json_atomic": ("isodeploy.api.files", "write_json_atomic"),
+    "ChannelGroups": ("isodeploy.api.inspect", "ChannelGroups"),
+    "Presets": ("isodeploy.api.inspect", "Presets"),
+    "channel_groups": ("isodeploy.api.inspect", "channel_groups"),
+    "list_presets": ("isodeploy.api.inspect", "list_presets"),
+    "load_presets": ("isodeploy.api.inspect", "load_presets"),
+    "recorded_frozen": ("isodeploy.api.inspect", "recorded_frozen"),
+    "as_loaded": ("isodeploy.api.loaded", "as_loaded"),
+    "folder_ignores": ("isodeploy.api.model_args", "folder_ignores"),
+    "is_factory": ("isodeploy.core.trust", "is_factory"),
+    "is_path_like": ("isodeploy.api.model_args", "is_path_like"),
+    "model_argument_warnings": ("isodeploy.api.model_args", "model_argument_warnings"),
+    "model_folder": ("isodeploy.api.model_args", "model_folder"),
+    "shadowing_folder": ("isodeploy.api.model_args", "shadowing_folder"),
+    "trust_factories": ("isodeploy.core.trust", "trust_factories"),
+    "trust_scope": ("isodeploy.core.trust", "trust_scope"),
+    "RATIO_KINDS": ("isodeploy.api.models", "RATIO_KINDS"),
+    "analyze": ("isodeploy.api.models", "analyze"),
+    "create_model": ("isodeploy.api.models", "create_model"),
+    "default_preset": ("isodeploy.api.models", "default_preset"),
+    "example_inputs": ("isodeploy.api.models", "example_inputs"),
+    "load": ("isodeploy.api.models", "load"),
+    "prune": ("isodeploy.api.models", "prune"),
+    "prune_config": ("isodeploy.api.models", "prune_config"),
+    "save": ("isodeploy.api.models", "save"),
+    "CallbackReporter": ("isodeploy.api.pipeline", "CallbackReporter"),
+    "PipelineOptions": ("isodeploy.api.pipeline", "PipelineOptions"),
+    "PipelineResult": ("isodeploy.api.pipeline", "PipelineResult"),
+    "print_pipeline_summary": ("isodeploy.api.pipeline", "print_summary"),
+    "prune_export": ("isodeploy.api.pipeline", "prune_export"),
+    "run_pipeline": ("isodeploy.api.pipeline", "run_pipeline"),
+    "PruneRun": ("isodeploy.api.pruning", "PruneRun"),
+    "parse_macs": ("isodeploy.api.pruning", "parse_macs"),
+    "print_prune_summary": ("isodeploy.api.pruning", "print_summary"),
+    "prune_to_folder": ("isodeploy.api.pruning", "prune_to_folder"),
+    "TritonRepoReport": ("isodeploy.api.serve", "TritonRepoReport"),
+    "parse_batch_sizes": ("isodeploy.api.serve", "parse_batch_sizes"),
+    "triton_repo": ("isodeploy.api.serve", "triton_repo"),
+    "write_triton_repo": ("isodeploy.api.serve", "write_triton_repo"),
+    "FinetuneConfig": ("isodeploy.api.train", "FinetuneConfig"),
+    "finetune": ("isodeploy.api.train", "finetune"),
+    "run_finetune": ("isodeploy.api.train", "run_finetune"),
+    "Gates": ("isodeploy.api.verify", "Gates"),
+    "VerifyOutcome": ("isodeploy.api.verify", "VerifyOutcome"),
+    "VerifyReport": ("isodeploy.api.verify", "VerifyReport"),
+    "check_verify_options": ("isodeploy.api.verify", "check_verify_options"),
+    "verify_artifact": ("isodeploy.api.verify", "verify_artifact"),
+    "ExitCode": ("isodeploy.core.errors", "ExitCode"),
+    "IsodeployError": ("isodeploy.core.errors", "IsodeployError"),
+    "ParameterError": ("isodeploy.core.errors", "ParameterError"),
+}
 
 __all__ = [
     # models and pruning
@@ -57,3 +127,17 @@ __all__ = [
     "trust_factories", "trust_scope", "check_location", "check_report_paths", "write_json_atomic",
     "IsodeployError", "ExitCode", "ParameterError",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the module behind a public name the first time it is used, and keep the value."""
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module 'isodeploy.api' has no attribute '{name}'")
+    value = getattr(importlib.import_module(where[0]), where[1])
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

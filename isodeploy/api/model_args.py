@@ -3,13 +3,13 @@
 A MODEL is an alias, a timm name, ``torchvision:NAME``, a factory ``package.module:function`` or an
 isodeploy output folder. Re-exported as they are: :func:`is_path_like`, :func:`model_folder`,
 :func:`shadowing_folder` (from :mod:`isodeploy.loading`), :func:`is_factory`, :func:`trust_factories`
-and :func:`trust_scope` (from :mod:`isodeploy.zoo.sources`).
+and :func:`trust_scope` (from :mod:`isodeploy.core.trust`).
 """
 
 from __future__ import annotations
 
 from isodeploy.loading import is_path_like, model_folder, shadowing_folder
-from isodeploy.zoo.sources import is_factory, trust_factories, trust_scope
+from isodeploy.core.trust import is_factory, trust_factories, trust_scope
 
 __all__ = ["folder_ignores", "is_factory", "is_path_like", "model_argument_warnings", "model_folder", "shadowing_folder",
            "trust_factories", "trust_scope"]

@@ -160,6 +160,7 @@ def table_rows(report: CompareReport) -> tuple[list[str], list[list[str]]]:
 
 
 def footnotes(report: CompareReport) -> list[str]:
+    """The lines under a comparison: protocol, machine load, what each column means and what was skipped."""
     lines = [
         f"Machine: {describe_machine(report.env)}; batch {report.batch}.",
         f"Speed-up and MACs ÷ are relative to {report.reference} (the first artifact); p50 latency per batch; '~' marks a noisy run (CV > 5 %).",
@@ -182,6 +183,7 @@ def compare_markdown(report: CompareReport, title: str = "Comparison") -> str:
 
 
 def compare_table(report: CompareReport):
+    """The comparison (MACs, params, latency per runtime/device, memory, accuracy) as a rich table."""
     from rich.table import Table
 
     header, body = table_rows(report)

@@ -161,6 +161,7 @@ def gate_markdown(gate: GateResult) -> str:
 
 
 def gate_table(gate: GateResult):
+    """The regression gate's rows (baseline p50, p50, change, its 95 % interval, rounds, verdict) as a rich table."""
     from rich.table import Table
 
     table = Table(title=f"Regression gate (fails when the 95 % interval of new ÷ base lies above +{gate.max_regression * 50:.0f} % and reaches +{gate.max_regression * 100:.0f} %)")

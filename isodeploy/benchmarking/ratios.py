@@ -137,6 +137,7 @@ def describe(r: dict[str, Any]) -> str:
 
 
 def ratio_table(ratios: list[dict[str, Any]]) -> str:
+    """The ratios (pruned ÷ twin, ÷ dense, ÷ standard) with value, 95 % interval, verdict and n, as Markdown."""
     header = ["ratio", "runtime", "device", "metric", "value", "95 % CI", "verdict", "n", "min–max of rounds"]
     rows = []
     for r in ratios:

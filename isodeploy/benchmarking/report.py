@@ -250,6 +250,7 @@ def measurement_notes(results: list[BenchResult]) -> list[str]:
 
 
 def rich_table(results: list[BenchResult], title: str = "Latency"):
+    """The bench results as a rich table (latency percentiles, CV, img/s, memory, MACs) for the terminal."""
     from rich.table import Table
 
     table = Table(title=title)

@@ -25,6 +25,7 @@ from isodeploy.pipeline.stage_table import KNOWN_OUTPUTS, REPORT_FILES, STAGES
 __all__ = ["KNOWN_OUTPUTS", "PipelineOptions", "PipelineResult", "run_pipeline"]
 
 def run_pipeline(opts: PipelineOptions, say: Callable[[str], None] = print, progress: Callable[[], Any] | None = None) -> PipelineResult:
+    """Run ``prune-export`` for ``opts``: the options checked up front, then every stage of the table in order."""
     if opts.target not in ("onnx", "trt"):
         raise IsodeployError(f"--target must be onnx or trt; got '{opts.target}'")
     if opts.bench_batch is not None and opts.bench_batch < 1:

@@ -7,6 +7,7 @@ from rich.table import Table
 
 
 def print_summary(console: Console, result) -> None:
+    """Print a finished ``prune-export``: each stage's status and seconds, the headline verdict, where the report is."""
     data = result.report
     table = Table(title=f"prune-export {data['query']} → {result.folder}")
     table.add_column("what")

@@ -13,6 +13,7 @@ def _g(value: float) -> str:
 
 
 def print_summary(console: Console, result, output: Path | None = None) -> None:
+    """Print what pruning did: MACs and params before/after, each class's widths, frozen classes and why."""
     cfg, plan = result.config, result.plan
     title = f"{result.grouping.model}: {cfg.ranking} ranking, {cfg.importance} importance, round to {cfg.round_to}"
     if cfg.preset:

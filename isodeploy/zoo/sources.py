@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import importlib
 import re
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from torch import nn
 
 from isodeploy.core.errors import IsodeployError
+from isodeploy.core.trust import _TRUSTED, FACTORY_RE, is_factory, is_trusted, trust_factories, trust_scope  # noqa: F401 - one trust registry
 
 KINDS = ("timm", "torchvision", "hf", "factory", "none")
-_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
-FACTORY_RE = re.compile(rf"{_IDENT}(?:\.{_IDENT})*:{_IDENT}(?:\.{_IDENT})*")
 HF_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}(?:/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?")  # a model type or org/name
 
 #: keyword arguments a file may give, by source kind, with the JSON types each accepts. They change
@@ -50,34 +48,6 @@ ALLOWED_KWARGS: dict[str, dict[str, tuple[type, ...]]] = {
         "num_stages": _SIZE, "embedding_size": _SIZE,
     },
 }
-
-
-_TRUSTED: set[str] = set()
-
-
-def trust_factories(names: list[str]) -> None:
-    """Factories the user named explicitly (``--trust-factory``): folders naming them may import them."""
-    for name in names:
-        if not FACTORY_RE.fullmatch(name):
-            raise IsodeployError(f"--trust-factory '{name}' must look like package.module:function")
-        _TRUSTED.add(name)
-
-
-@contextmanager
-def trust_scope() -> Iterator[None]:
-    """Trust given during one CLI command (``--trust-factory``, a factory MODEL) ends with it, also
-    when commands run in one process (tests, scripts calling ``isodeploy.cli.main``)."""
-    saved = set(_TRUSTED)
-    try:
-        yield
-    finally:
-        _TRUSTED.clear()
-        _TRUSTED.update(saved)
-
-
-def is_trusted(name: str) -> bool:
-    """Whether the user trusted the factory ``name`` (``--trust-factory``, or by naming it as MODEL)."""
-    return name in _TRUSTED
 
 
 @dataclass
@@ -173,10 +143,6 @@ def import_factory(spec: str) -> Callable[..., nn.Module]:
     if not callable(obj):
         raise IsodeployError(f"factory '{spec}' is not callable")
     return obj
-
-
-def is_factory(query: str) -> bool:
-    return ":" in query and not query.startswith(("torchvision:", "hf:")) and bool(FACTORY_RE.fullmatch(query))
 
 
 def checked_kwargs(kind: str, kwargs: Any, where: str) -> dict[str, Any]:
