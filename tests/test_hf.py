@@ -106,3 +106,17 @@ def test_an_edited_hf_spec_is_refused(tmp_path, capsys, edit, needle):
     assert main(["export", str(tmp_path / "p"), "-o", str(tmp_path / "x.onnx")]) == 2
     err = capsys.readouterr().err
     assert needle in err and not Path(tmp_path / "x.onnx").exists()
+
+
+def test_attention_in_a_submodule_named_self_is_found_and_pruned():
+    """transformers' older attention lives at ``attention.self``: the module path must keep that part
+    (it used to be dropped as the root's name, so the fix-ups never saw the attention)."""
+    from isodeploy.graph.trace import _normalise_path
+
+    assert _normalise_path("L['self'].encoder.attention.self") == "encoder.attention.self"
+    assert _normalise_path("self.blocks.0.attn") == "blocks.0.attn"
+    model = isodeploy.create_model("hf:donut-swin", weights="random", depths=[1, 1, 1, 1], embed_dim=32, num_heads=[2, 2, 4, 4])
+    result = isodeploy.prune(model, isodeploy.example_inputs(model), ratio=0.3, round_to=1)
+    frozen = {c["kind"]: c["frozen"] for c in result.spec["classes"] if c["kind"] in ("heads", "head_dim")}
+    assert frozen and not any(frozen.values()), frozen
+    assert any(m["module"].endswith("attention.self") and "attention_head_size" in m["attrs"] for m in result.spec["modules"])

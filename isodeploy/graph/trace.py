@@ -53,11 +53,10 @@ class TracedGraph:
 
 def _normalise_path(path: str) -> str:
     path = path.replace("L['self'].", "").replace("L['self']", "")
-    out = []
-    for part in path.replace("[", ".").replace("]", "").split("."):
-        if part and part != "self":
-            out.append(part.strip("'\""))
-    return ".".join(out)
+    parts = [p.strip("'\"") for p in path.replace("[", ".").replace("]", "").split(".") if p]
+    if parts and parts[0] == "self":  # the root's name in some torch versions; a submodule may itself be
+        parts = parts[1:]             # called "self" (transformers' attention.self) and must stay
+    return ".".join(parts)
 
 
 def trace(model: nn.Module, example: torch.Tensor, name: str = "model", stack_traces: bool = False) -> TracedGraph:
