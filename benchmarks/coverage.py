@@ -80,6 +80,14 @@ def build():
             shrink["num_hidden_layers"] = 2
         if isinstance(getattr(cfg, "depths", None), list):
             shrink["depths"] = [min(d, 2) if isinstance(d, int) else d for d in cfg.depths]
+        from isodeploy.zoo.hf import build as hf_build
+        try:
+            with torch.device("meta"):  # count first: an LLM-sized default config is not built on a CPU box
+                billions = sum(p.numel() for p in hf_build(name, {}, False).parameters()) / 1e9
+        except Exception:
+            billions = 0.0  # not buildable on meta: the real build below decides
+        if billions > 1.0:
+            raise RuntimeError(f"its default config has {billions:.1f} B parameters (a multimodal LLM), too large for this run")
         sized = isinstance(getattr(cfg, "image_size", None), int)
         for kw in ([dict(shrink, image_size=SMALL)] if sized else []) + [shrink, {}]:
             try:

@@ -10,7 +10,8 @@ import typer
 
 
 WEIGHTS_HELP = "pretrained (timm hub download) | random (random init, offline) | PATH to a .safetensors/.pth state dict."
-MODEL_HELP = ("An alias from models/ (e.g. deit_b), any timm model name, torchvision:NAME, a factory package.module:function, "
+MODEL_HELP = ("An alias from models/ (e.g. deit_b), any timm model name, torchvision:NAME, hf:TYPE or hf:ORG/NAME (transformers), "
+              "a factory package.module:function, "
               "or an isodeploy output folder.")
 
 WeightsOption = typer.Option("pretrained", "--weights", "-w", help=WEIGHTS_HELP)

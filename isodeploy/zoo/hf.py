@@ -37,7 +37,12 @@ class HFImageClassifier(nn.Module):
                                "std": (0.229, 0.224, 0.225), "hf_name": name}
 
     def forward(self, pixel_values):  # noqa: D401 - a plain forward
-        return self.model(pixel_values=pixel_values).logits
+        out = self.model(pixel_values=pixel_values)
+        logits = getattr(out, "logits", None)
+        if logits is None:
+            raise IsodeployError(f"hf:{self.pretrained_cfg['hf_name']} returned {type(out).__name__} without logits: "
+                                 "it is not an image classifier isodeploy can deploy")
+        return logits
 
 
 def _transformers():

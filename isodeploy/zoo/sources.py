@@ -84,6 +84,7 @@ class Source:
         if self.kind == "hf":
             from isodeploy.zoo.hf import build
 
+            check_build_fits(lambda: build(self.name, self.kwargs, False), self.label)  # on the meta device, before allocating
             return _call(lambda: build(self.name, self.kwargs, pretrained), self.label, self.kwargs)
         if self.kind == "factory":
             if not (trust or trusted_factory == self.name or self.name in _TRUSTED):
