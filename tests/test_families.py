@@ -96,3 +96,20 @@ def test_a_weight_standardisation_without_a_gain_keeps_its_fan_in():
     grouping = isodeploy.analyze(model, torch.randn(2, 4, 8, 8))
     atom = grouping.prop.state_dims["2.weight"][1][0]
     assert "re-standardises every kept weight" in (grouping.prop.atoms.frozen_reason(atom) or "")
+
+
+def test_mixnet_prunes_with_its_stored_split_sizes_updated(tmp_path):
+    """MixNet's MixedConv2d splits its input with a stored list (``torch.split(x, self.splits, 1)``): the
+    self-check froze every class (split_with_sizes expects … to sum exactly to …). A fix-up sets the list
+    from the child convs; a reload restores it."""
+    model = isodeploy.create_model("mixnet_s", weights="random", img_size=32)
+    example = isodeploy.example_inputs(model)
+    result = isodeploy.prune(model, example, ratio=0.3)
+    assert not result.frozen
+    assert result.plan.macs_after < 0.7 * result.plan.macs_before
+    isodeploy.export_onnx(result.model, tmp_path / "m.onnx")
+    assert isodeploy.verify(tmp_path / "m.onnx", reference=result.model, samples=4).passed
+    isodeploy.save(result, tmp_path / "saved")
+    back = isodeploy.load(tmp_path / "saved").eval()
+    with torch.no_grad():
+        assert torch.equal(back(example), result.model.eval()(example))

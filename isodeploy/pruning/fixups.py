@@ -217,7 +217,17 @@ def _register_timm() -> None:
         from timm.models.metaformer import Scale
     except ImportError:
         return
+    from timm.layers.mixed_conv2d import MixedConv2d
     from timm.layers.std_conv import ScaledStdConv2d, ScaledStdConv2dSame
+
+    @register_fixup(MixedConv2d)
+    def mixed_conv_splits(module: MixedConv2d, ctx: FixupContext) -> None:
+        """MixNet's MixedConv2d splits its input with a stored list (``torch.split(x, self.splits, 1)``):
+        each part is one child conv's input, and the children's fix-ups (run first) hold the new widths."""
+        convs = list(module.values())
+        ctx.set(module, "splits", [int(c.in_channels) for c in convs])
+        ctx.set(module, "in_channels", sum(int(c.in_channels) for c in convs))
+        ctx.set(module, "out_channels", sum(int(c.out_channels) for c in convs))
 
     @register_fixup(ScaledStdConv2d)
     @register_fixup(ScaledStdConv2dSame)
