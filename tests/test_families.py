@@ -113,3 +113,16 @@ def test_mixnet_prunes_with_its_stored_split_sizes_updated(tmp_path):
     back = isodeploy.load(tmp_path / "saved").eval()
     with torch.no_grad():
         assert torch.equal(back(example), result.model.eval()(example))
+
+
+def test_an_edited_split_list_is_refused_on_reload():
+    from timm.layers.mixed_conv2d import MixedConv2d
+
+    from isodeploy.core.errors import IsodeployError
+    from isodeploy.pruning.restore import check_consistent
+
+    module = MixedConv2d(8, 8, [3, 5], depthwise=True)
+    check_consistent(module, "m", {"splits"})
+    module.splits = [5, 3]
+    with pytest.raises(IsodeployError, match="splits"):
+        check_consistent(module, "m", {"splits"})
