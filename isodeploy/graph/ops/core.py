@@ -155,6 +155,10 @@ def conv(prop: Propagation, node: fx.Node) -> object:
     return [xd[0], out_channels] + spatial
 
 
+#: most nodes a weight computation may span (StdConv2d: 5); beyond it the walk stops
+_WEIGHT_GRAPH_LIMIT = 64
+
+
 def _state_only_ancestors(prop: Propagation, node: fx.Node) -> list[str] | None:
     """The parameters/buffers ``node`` is computed from, or None when it also depends on a model input
     (an activation, not a weight)."""
@@ -164,6 +168,8 @@ def _state_only_ancestors(prop: Propagation, node: fx.Node) -> list[str] | None:
         if cur in seen:
             continue
         seen.add(cur)
+        if len(seen) > _WEIGHT_GRAPH_LIMIT:  # a weight is computed in a few ops; this is an activation's history
+            return None
         if cur.op == "placeholder":
             if cur not in prop.state_of_node:
                 return None
