@@ -244,11 +244,16 @@ def _register_timm() -> None:
         rows_tree = ctx.grouping.trees.get((name, 0))
         rows = rows_tree.kept_indices(ctx.keep_by_atom) if rows_tree is not None else list(range(dense.shape[0]))
         with torch.no_grad():
-            var_dense = dense.detach().reshape(dense.shape[0], -1).var(dim=1, unbiased=False)[rows]
-            var_kept = module.weight.detach().reshape(module.weight.shape[0], -1).var(dim=1, unbiased=False)
-            factor = ((var_kept + module.eps) / (var_dense + module.eps)).sqrt()
+            flat_dense = dense.detach().reshape(dense.shape[0], -1)[rows].double()
+            flat_kept = module.weight.detach().reshape(module.weight.shape[0], -1).double()
+            var_dense, var_kept = flat_dense.var(dim=1, unbiased=False), flat_kept.var(dim=1, unbiased=False)
+            factor = ((var_kept + module.eps) / (var_dense + module.eps)).sqrt()  # L2-optimal: the mean part is orthogonal
             module.gain.mul_(factor.view(-1, 1, 1, 1).to(module.gain.dtype))
+            # the one inexactness: |offset| / |dense filter on the kept inputs|, per filter
+            shift = (flat_kept.mean(dim=1) - flat_dense.mean(dim=1)).abs()
+            recentring = shift / (var_kept + shift ** 2).sqrt().clamp_min(1e-30)
         ctx.change.notes["gain_rescaled_for_fan_in"] = round(module.weight[0].numel() / dense[0].numel(), 6)
+        ctx.change.notes["max_filter_recentring"] = round(float(recentring.max()), 6)
 
     @register_fixup(Scale)
     def metaformer_scale(module: Scale, ctx: FixupContext) -> None:
