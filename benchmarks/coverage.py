@@ -248,8 +248,13 @@ def main() -> None:
 
         jobs += [("hf", n) for n in model_types()]
     if args.only:
-        wanted = set(args.only.split(","))
-        jobs = [j for j in jobs if j[1] in wanted]
+        wanted = [n for n in args.only.split(",") if n]
+        missing = [n for n in wanted if n not in {j[1] for j in jobs}]
+        jobs = [j for j in jobs if j[1] in set(wanted)]
+        if missing and args.suite in ("timm", "all"):  # any timm name may be asked for, not only the sample's
+            jobs += [("timm", n) for n in missing]
+        elif missing:
+            sys.exit(f"error: --only names {', '.join(missing)}, not in the {args.suite} suite")
     rows: list[dict] = []
     if args.resume and args.json and args.json.is_file():  # a long run picks up where it stopped
         rows = [r for r in json.loads(args.json.read_text()) if r.get("suite") in {s for s, _ in jobs}]

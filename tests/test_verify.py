@@ -52,6 +52,23 @@ def test_stats_on_hand_made_arrays():
     assert s.min_cosine == pytest.approx(float(cand[1] @ ref[1] / np.linalg.norm(cand[1]) / np.linalg.norm(ref[1])))
 
 
+def test_a_near_zero_element_of_a_huge_sample_is_judged_on_the_sample_scale():
+    """MobileOne under random weights: logits ~1e13, and a -3.8e9 logit (a cancellation of huge terms) differs
+    by ~4e6 between torch and onnxruntime, FP32 noise of the terms (both are within 7e-7 of the scale from
+    float64). That passes; an error of 1e-4 of the sample's scale (a real one) still fails."""
+    ref = np.array([[2.4e13, -3.780e9, 1.0e13, 5.0], [1.0, 2.0, 3.0, 4.0]])
+    noisy = ref.copy()
+    noisy[0, 1] = -3.7757e9
+    s = output_stats("logits", [noisy], [ref], atol=1e-4, rtol=1e-3)
+    assert s.outside_tolerance == 0 and s.max_rel < 1e-3
+    wrong = ref.copy()
+    wrong[0, 1] += 2.4e9
+    assert output_stats("logits", [wrong], [ref], atol=1e-4, rtol=1e-3).outside_tolerance == 1
+    small = ref.copy()
+    small[1, 0] += 0.01  # the floor is per sample: the huge row lends the small one no tolerance
+    assert output_stats("logits", [small], [ref], atol=1e-4, rtol=1e-3).outside_tolerance == 1
+
+
 def test_worst_element_is_located_across_batches():
     refs = [np.zeros((1, 5)), np.zeros((3, 5))]
     cands = [np.zeros((1, 5)), np.zeros((3, 5))]

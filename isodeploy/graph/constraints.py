@@ -102,3 +102,30 @@ def one_head_width_for_query_key_and_value(prop: Propagation, path: str, module:
         prop.atoms.unify(info.value_dim, info.head_dim)
     except AlignmentError as exc:
         _freeze_all(prop, [info.head_dim, info.value_dim], f"attention at {path}: one head width for query and value ({exc})")
+
+
+#: module types whose fix-up compensates a pruned fan-in of their standardised weight
+#: (:func:`isodeploy.pruning.fixups` ``scaled_std_conv``); any other weight standardisation keeps its fan-in
+RESTANDARDISED: set[type] = set()
+
+
+@register_constraint(nn.Module)
+def standardised_fan_in(prop: Propagation, path: str, module: nn.Module) -> None:
+    """A weight standardised in forward (``F.batch_norm(self.weight.reshape(1, out, -1), training=True)``)
+    is normalised over its fan-in: removing input channels re-centres and re-scales every kept weight.
+    Output channels are exact (one row each); the fan-in is frozen unless the type is in RESTANDARDISED."""
+    dims = prop.standardised.get(path)
+    if dims and not isinstance(module, tuple(RESTANDARDISED)):
+        _freeze_all(prop, dims, f"fan-in of the weight standardised in forward at {path or 'the model'} "
+                                f"({type(module).__name__}): pruning it re-standardises every kept weight and no fix-up compensates")
+
+
+def _register_timm() -> None:
+    try:
+        from timm.layers.std_conv import ScaledStdConv2d, ScaledStdConv2dSame
+    except ImportError:  # timm is optional for the grouper
+        return
+    RESTANDARDISED.update({ScaledStdConv2d, ScaledStdConv2dSame})
+
+
+_register_timm()

@@ -62,6 +62,11 @@ class Propagation:
     #: kept even for norms without affine parameters, whose shape no tensor slice would reveal
     norms: dict[str, list[list[int]]] = field(default_factory=dict)
     state_of_node: dict[fx.Node, str] = field(default_factory=dict)
+    #: module path → the dims a weight standardisation (a training-mode batch_norm over a tensor computed
+    #: from parameters only: timm's StdConv2d/ScaledStdConv2d) reduces over — the weight's fan-in.
+    #: Pruning them re-standardises every kept weight: a constraint freezes them unless the module's
+    #: type has a fix-up that compensates (:data:`isodeploy.graph.constraints.RESTANDARDISED`)
+    standardised: dict[str, list[list[int]]] = field(default_factory=dict)
 
     # -- helpers used by the rules ---------------------------------------------------------------
     def dims_of(self, arg: Any) -> Dims | None:

@@ -34,14 +34,18 @@ def _get_tensor(model: nn.Module, name: str) -> torch.Tensor:
     return getattr(owner, attr)
 
 
-def slice_tensors(model: nn.Module, grouping: Grouping, keep_by_atom: dict[int, list[int]]) -> set[str]:
-    """Index-select every tensor dim that contains a pruned atom; returns the touched tensor names."""
+def slice_tensors(model: nn.Module, grouping: Grouping, keep_by_atom: dict[int, list[int]],
+                  before: dict[str, torch.Tensor] | None = None) -> set[str]:
+    """Index-select every tensor dim that contains a pruned atom; returns the touched tensor names.
+    ``before`` (when given) receives each touched tensor as it was, for fix-ups that compensate."""
     touched: set[str] = set()
     aliases = tied_aliases(model)
     for (name, dim), tree in grouping.trees.items():
         if not keep_by_atom.keys() & set(tree.leaves()):
             continue
         tensor = _get_tensor(model, name)
+        if before is not None:
+            before.setdefault(name, tensor)
         index = torch.tensor(tree.kept_indices(keep_by_atom), dtype=torch.long, device=tensor.device)
         with torch.no_grad():
             _set_tensor(model, name, torch.index_select(tensor.detach(), dim, index).clone())
@@ -136,8 +140,9 @@ def apply_keep(model: nn.Module, grouping: Grouping, keep: dict[int, list[int]])
             raise ValueError(f"group {gid}: kept indices must be distinct and within [0, {group.width})")
         if len(indices) < group.width:
             keep_by_atom[group.atom] = indices
-    touched = slice_tensors(model, grouping, keep_by_atom)
-    changes = fix_modules(model, grouping, keep_by_atom, touched)
+    before: dict[str, torch.Tensor] = {}
+    touched = slice_tensors(model, grouping, keep_by_atom, before)
+    changes = fix_modules(model, grouping, keep_by_atom, touched, before)
     # Some modules cache tensors derived from parameters in eval mode (LeViT's attention biases);
     # a train/eval round trip is their documented way to drop such caches.
     was_training = model.training

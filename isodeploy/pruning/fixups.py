@@ -15,6 +15,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
+import torch
 from torch import nn
 
 from isodeploy.graph.analysis import Grouping
@@ -40,6 +41,8 @@ class FixupContext:
     change: ModuleChange
     attention: AttentionInfo | None = None
     norm_dims: list[list[int]] | None = None
+    #: tensor name → the tensor as it was before slicing (the dense values, for fix-ups that compensate)
+    before: dict = field(default_factory=dict)
 
     def new_size(self, atoms: list[int]) -> int:
         return self.grouping.prop.atoms.tree(atoms).size_after(self.keep_by_atom)
@@ -83,7 +86,8 @@ def run_fixups(module: nn.Module, ctx: FixupContext) -> None:
             fn(module, ctx)
 
 
-def fix_modules(model: nn.Module, grouping: Grouping, keep_by_atom: dict[int, list[int]], touched: set[str]) -> list[ModuleChange]:
+def fix_modules(model: nn.Module, grouping: Grouping, keep_by_atom: dict[int, list[int]], touched: set[str],
+                before: dict | None = None) -> list[ModuleChange]:
     """Run the fix-ups of every module whose tensors were sliced, or whose attention or norm changed."""
     prop = grouping.prop
     direct = {name.rpartition(".")[0] for name in touched} | set(prop.attention) | set(prop.norms)
@@ -96,7 +100,7 @@ def fix_modules(model: nn.Module, grouping: Grouping, keep_by_atom: dict[int, li
         except AttributeError:  # a functional call traced at a path that owns no module
             continue
         ctx = FixupContext(path=path, grouping=grouping, keep_by_atom=keep_by_atom, change=ModuleChange(module=path),
-                           attention=prop.attention.get(path), norm_dims=prop.norms.get(path))
+                           attention=prop.attention.get(path), norm_dims=prop.norms.get(path), before=before or {})
         run_fixups(module, ctx)
         if ctx.change.attrs or ctx.change.notes:
             changes.append(ctx.change)
@@ -213,6 +217,43 @@ def _register_timm() -> None:
         from timm.models.metaformer import Scale
     except ImportError:
         return
+    from timm.layers.mixed_conv2d import MixedConv2d
+    from timm.layers.std_conv import ScaledStdConv2d, ScaledStdConv2dSame
+
+    @register_fixup(MixedConv2d)
+    def mixed_conv_splits(module: MixedConv2d, ctx: FixupContext) -> None:
+        """MixNet's MixedConv2d splits its input with a stored list (``torch.split(x, self.splits, 1)``):
+        each part is one child conv's input, and the children's fix-ups (run first) hold the new widths."""
+        convs = list(module.values())
+        ctx.set(module, "splits", [int(c.in_channels) for c in convs])
+        ctx.set(module, "in_channels", sum(int(c.in_channels) for c in convs))
+        ctx.set(module, "out_channels", sum(int(c.out_channels) for c in convs))
+
+    @register_fixup(ScaledStdConv2d)
+    @register_fixup(ScaledStdConv2dSame)
+    def scaled_std_conv(module: nn.Conv2d, ctx: FixupContext) -> None:
+        """The weight is standardised per output channel over its fan-in in every forward. Removing output
+        channels is exact; removing input channels changes each kept filter's variance and mean. The gain
+        takes the variance change (× sqrt((var'+eps)/(var+eps))), so every kept filter is the dense
+        standardised filter on the kept inputs minus its mean there: exact in scale, re-centred (a
+        standardised weight has zero mean by construction). ``scale`` keeps the dense fan-in's value."""
+        name = f"{ctx.path}.weight" if ctx.path else "weight"
+        dense = ctx.before.get(name)
+        if dense is None or tuple(dense.shape[1:]) == tuple(module.weight.shape[1:]):
+            return
+        rows_tree = ctx.grouping.trees.get((name, 0))
+        rows = rows_tree.kept_indices(ctx.keep_by_atom) if rows_tree is not None else list(range(dense.shape[0]))
+        with torch.no_grad():
+            flat_dense = dense.detach().reshape(dense.shape[0], -1)[rows].double()
+            flat_kept = module.weight.detach().reshape(module.weight.shape[0], -1).double()
+            var_dense, var_kept = flat_dense.var(dim=1, unbiased=False), flat_kept.var(dim=1, unbiased=False)
+            factor = ((var_kept + module.eps) / (var_dense + module.eps)).sqrt()  # L2-optimal: the mean part is orthogonal
+            module.gain.mul_(factor.view(-1, 1, 1, 1).to(module.gain.dtype))
+            # the one inexactness: |offset| / |dense filter on the kept inputs|, per filter
+            shift = (flat_kept.mean(dim=1) - flat_dense.mean(dim=1)).abs()
+            recentring = shift / (var_kept + shift ** 2).sqrt().clamp_min(1e-30)
+        ctx.change.notes["gain_rescaled_for_fan_in"] = round(module.weight[0].numel() / dense[0].numel(), 6)
+        ctx.change.notes["max_filter_recentring"] = round(float(recentring.max()), 6)
 
     @register_fixup(Scale)
     def metaformer_scale(module: Scale, ctx: FixupContext) -> None:

@@ -29,6 +29,7 @@ BUILTIN = frozenset({
     "normalized_shape", "num_heads", "head_dim", "key_dim", "val_dim", "attn_dim", "key_attn_dim", "val_attn_dim",
     "dh", "scale", "embed_dim", "kdim", "vdim", "hidden_dim", "shape",
     "num_attention_heads", "attention_head_size", "all_head_size",  # Hugging Face attention
+    "splits",  # timm MixedConv2d: the input split among its child convs
 })
 
 
@@ -91,6 +92,10 @@ def check_consistent(module: nn.Module, path: str, restored: set[str]) -> None:
             raise bad(f"num_features {module.num_features}, weight {list(tensor.shape)}")
     elif isinstance(module, nn.LayerNorm) and weight is not None and tuple(module.normalized_shape) != tuple(weight.shape):
         raise bad(f"normalized_shape {list(module.normalized_shape)}, weight {list(weight.shape)}")
+    if "splits" in restored:
+        convs = [c.in_channels for c in module.children() if isinstance(c, nn.modules.conv._ConvNd)]
+        if list(module.splits) != convs:
+            raise bad(f"splits {list(module.splits)}, child convs' in_channels {convs}")
     if "scale" in restored:
         dims = [getattr(module, a) for a in ("head_dim", "key_dim") if _is_count(getattr(module, a, None))]
         heads, qkv = getattr(module, "num_heads", None), getattr(module, "qkv", None)

@@ -137,7 +137,7 @@ def conv(prop: Propagation, node: fx.Node) -> object:
         out_channels = [group_atom] + out_per[0]
     if bias is not None:
         prop.unify(node, prop.dims_of(bias)[0], out_channels)
-    name = prop.state_of_node.get(weight)
+    name = prop.state_of_node.get(weight) or _computed_weight(prop, node, weight)
     module = name.rsplit(".", 1)[0] if name else None
     owned = bool(name) and name in prop.traced.parameters and prop.traced.module_of(node) == module
     if group_atom is not None and not owned:
@@ -155,6 +155,56 @@ def conv(prop: Propagation, node: fx.Node) -> object:
     return [xd[0], out_channels] + spatial
 
 
+#: most nodes a weight computation may span (StdConv2d: 5); beyond it the walk stops
+_WEIGHT_GRAPH_LIMIT = 64
+
+
+def _state_only_ancestors(prop: Propagation, node: fx.Node) -> list[str] | None:
+    """The parameters/buffers ``node`` is computed from, or None when it also depends on a model input
+    (an activation, not a weight)."""
+    seen, stack, names = set(), [node], []
+    while stack:
+        cur = stack.pop()
+        if cur in seen:
+            continue
+        seen.add(cur)
+        if len(seen) > _WEIGHT_GRAPH_LIMIT:  # a weight is computed in a few ops; this is an activation's history
+            return None
+        if cur.op == "placeholder":
+            if cur not in prop.state_of_node:
+                return None
+            names.append(prop.state_of_node[cur])
+        stack.extend(cur.all_input_nodes)
+    return names
+
+
+def _computed_weight(prop: Propagation, node: fx.Node, weight: object) -> str | None:
+    """A conv weight computed in forward from the conv module's own parameters only (timm's
+    StdConv2d/ScaledStdConv2d standardise ``self.weight``): the parameter of the same shape is the
+    weight. Its dims reached the conv through the computation's own rules (reshape, batch_norm), so
+    slicing the parameter slices the computed weight."""
+    if not isinstance(weight, fx.Node):
+        return None
+    names = _state_only_ancestors(prop, weight)
+    module = prop.traced.module_of(node)
+    shape = shape_of(weight.meta.get("val"))
+    for n in names or []:
+        if n.rsplit(".", 1)[0] == module and n in prop.traced.parameters and prop.state_dims.get(n) is not None \
+                and len(prop.state_dims[n]) == len(shape or ()) and tuple(prop.atoms.tree(d).size for d in prop.state_dims[n]) == shape:
+            return n
+    return None
+
+
+def _training_mode(node: fx.Node) -> bool:
+    """Whether a batch_norm computes its statistics from its input (instead of running stats)."""
+    name = op_name(node)
+    if name in ("_batch_norm_with_update", "instance_norm"):
+        return True
+    if name in ("batch_norm", "_native_batch_norm_legit", "native_batch_norm"):
+        return bool(_arg(node, 5, "training", False))
+    return False
+
+
 def _unify_channel_params(prop: Propagation, node: fx.Node, channel: list[int], params: list[object]) -> None:
     for param in params:
         dims = prop.dims_of(param)
@@ -167,6 +217,10 @@ def _unify_channel_params(prop: Propagation, node: fx.Node, channel: list[int], 
 def batch_norm(prop: Propagation, node: fx.Node) -> object:
     xd = prop.dims_of(node.args[0])
     _unify_channel_params(prop, node, xd[1], list(node.args[1:5]))
+    if _training_mode(node) and isinstance(node.args[0], fx.Node) and _state_only_ancestors(prop, node.args[0]):
+        # Statistics over a weight (weight standardisation): every dim but 1 is reduced over, and
+        # pruning it changes the statistics; the constraints decide whether it may be pruned
+        prop.standardised.setdefault(prop.traced.module_of(node), []).extend(d for i, d in enumerate(xd) if i != 1)
     value = node.meta.get("val")
     if isinstance(value, (list, tuple)):
         return (xd,) + tuple(_fresh_like(prop, v) for v in value[1:])
