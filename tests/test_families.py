@@ -126,3 +126,15 @@ def test_an_edited_split_list_is_refused_on_reload():
     module.splits = [5, 3]
     with pytest.raises(IsodeployError, match="splits"):
         check_consistent(module, "m", {"splits"})
+
+
+def test_nest_attention_finds_its_heads_among_five_dims(tmp_path):
+    """NesT's attention is (B, heads, blocks, N, E): the heads are the batch dim that came from the qkv
+    weight, not the last one (the image blocks) — it used to freeze every class (100 % MACs kept)."""
+    model = isodeploy.create_model("nest_tiny", weights="random", img_size=64)
+    result = isodeploy.prune(model, isodeploy.example_inputs(model), ratio=0.3)
+    kinds = {c["kind"] for c in result.spec["classes"] if not c["frozen"]}
+    assert {"heads", "head_dim", "hidden"} <= kinds, result.spec["classes"]
+    assert result.spec["macs"]["after"] < 0.8 * result.spec["macs"]["before"]
+    isodeploy.export_onnx(result.model, tmp_path / "m.onnx")
+    assert isodeploy.verify(tmp_path / "m.onnx", reference=result.model, samples=4).passed

@@ -33,12 +33,26 @@ def register_constraint(module_type: type) -> Callable[[Constraint], Constraint]
 
 def apply_constraints(prop: Propagation, model: nn.Module, tie_attention: set[str] | frozenset[str] = frozenset()) -> None:
     """Run the registered constraints, and tie the attention modules at ``tie_attention`` to their input."""
+    for info in prop.attention.values():
+        pick_heads(prop, info)
     for path in sorted(tie_attention):
         attention_input_is_heads_times_head_dim(prop, path)
     for path, module in model.named_modules():
         for klass in type(module).__mro__:
             for fn in CONSTRAINTS.get(klass, []):
                 fn(prop, path, module)
+
+
+def pick_heads(prop: Propagation, info) -> None:
+    """Attention with more than one batch dim after the first (NesT: (B, heads, blocks, N, E)): the
+    heads are the one dim that came from a weight's channels. Known only after the walk, when the
+    others (image blocks, spatial dims) have been frozen; until then the rule assumed the last."""
+    if len(info.batch_dims) < 2 or not all(prop.atoms.frozen_reason(a) for a in info.heads):
+        return
+    free = [d for d in info.batch_dims if d and not all(prop.atoms.frozen_reason(a) for a in d)]
+    if len(free) == 1:
+        info.heads = free[0]
+        prop.atoms.tag(free[0], "heads")
 
 
 def _freeze_all(prop: Propagation, dims: list[list[int]], reason: str) -> None:

@@ -46,6 +46,7 @@ class AttentionInfo:
     heads: list[int]
     head_dim: list[int]
     value_dim: list[int]
+    batch_dims: list[list[int]] = field(default_factory=list)  # every batch dim after the first (heads is one of them)
 
 
 @dataclass

@@ -339,11 +339,12 @@ def sdpa(prop: Propagation, node: fx.Node) -> object:
             if size != 1:
                 prop.unify(node, full[i + offset], mask_dims[i])
     if len(batch) >= 2:
-        prop.atoms.tag(batch[-1], "heads")
+        heads = batch[-1]  # (B, heads, L, E); with more batch dims the constraints pick (graph/constraints.py)
+        prop.atoms.tag(heads, "heads")
         prop.atoms.tag(q[-1], "head_dim")
         prop.atoms.tag(v[-1], "head_dim")
         module = prop.traced.module_of(node)
-        prop.attention[module] = AttentionInfo(module=module, heads=batch[-1], head_dim=q[-1], value_dim=v[-1])
+        prop.attention[module] = AttentionInfo(module=module, heads=heads, head_dim=q[-1], value_dim=v[-1], batch_dims=batch[1:])
     return batch + [q[-2], v[-1]]
 
 
