@@ -77,7 +77,7 @@ def test_a_failed_gate_is_the_same_numeric_error(exported, capsys):
 
 
 def test_isodeploy_verify_goes_through_verify_artifact(exported, monkeypatch):
-    import isodeploy.api.verify as verify_module
+    import isodeploy.api.verification as verify_module
 
     calls = []
     real = verify_module.verify_artifact

@@ -173,3 +173,12 @@ def test_the_api_reference_is_generated_from_the_docstrings():
 
     missing = [name for name in api.__all__ if callable(getattr(api, name)) and not (getattr(api, name).__doc__ or "").strip()]
     assert missing == [], f"public API without a docstring: {missing}"
+
+
+def test_no_api_submodule_shadows_a_public_name():
+    """Importing ``isodeploy.api.X`` binds ``X`` on the package: a submodule named like a public function
+    (``verify``, ``bench``, ``prune``) would replace the function once anything imported it."""
+    import isodeploy.api as api
+
+    submodules = {p.stem for p in (PACKAGE / "api").glob("*.py") if p.stem != "__init__"}
+    assert submodules & set(api.__all__) == set()

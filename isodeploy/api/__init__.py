@@ -6,7 +6,7 @@ bench and its regression gate in :mod:`isodeploy.api.benchmark`, compare in
 :mod:`isodeploy.api.comparison`, ``prune`` to a folder in :mod:`isodeploy.api.pruning`, the whole
 pipeline in :mod:`isodeploy.api.pipeline`, fine-tuning in :mod:`isodeploy.api.train`, Triton
 repositories in :mod:`isodeploy.api.serve`, report files in :mod:`isodeploy.api.files` and MODEL
-strings in :mod:`isodeploy.api.model_args`; what ``isodeploy verify`` runs in :mod:`isodeploy.api.verify`,
+strings in :mod:`isodeploy.api.model_args`; what ``isodeploy verify`` runs in :mod:`isodeploy.api.verification`,
 export's defaults in :mod:`isodeploy.api.export`, TensorRT engines in :mod:`isodeploy.api.engine`, channel
 groups and presets in :mod:`isodeploy.api.inspect`. A name loads its module on first use, so the CLI
 starts without torch; ``docs/api.md`` is generated from the docstrings (``python -m isodeploy.api.reference``).
@@ -96,11 +96,11 @@ _WHERE: dict[str, tuple[str, str]] = {
     "FinetuneConfig": ("isodeploy.api.train", "FinetuneConfig"),
     "finetune": ("isodeploy.api.train", "finetune"),
     "run_finetune": ("isodeploy.api.train", "run_finetune"),
-    "Gates": ("isodeploy.api.verify", "Gates"),
-    "VerifyOutcome": ("isodeploy.api.verify", "VerifyOutcome"),
-    "VerifyReport": ("isodeploy.api.verify", "VerifyReport"),
-    "check_verify_options": ("isodeploy.api.verify", "check_verify_options"),
-    "verify_artifact": ("isodeploy.api.verify", "verify_artifact"),
+    "Gates": ("isodeploy.api.verification", "Gates"),
+    "VerifyOutcome": ("isodeploy.api.verification", "VerifyOutcome"),
+    "VerifyReport": ("isodeploy.api.verification", "VerifyReport"),
+    "check_verify_options": ("isodeploy.api.verification", "check_verify_options"),
+    "verify_artifact": ("isodeploy.api.verification", "verify_artifact"),
     "ExitCode": ("isodeploy.core.errors", "ExitCode"),
     "IsodeployError": ("isodeploy.core.errors", "IsodeployError"),
     "ParameterError": ("isodeploy.core.errors", "ParameterError"),
@@ -130,13 +130,12 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """Import the module behind a public name the first time it is used, and keep the value."""
+    """The value behind a public name, its module imported on first use. Not cached here, so the name
+    always means what its module holds now (a test that patches the module is seen, and undone)."""
     where = _WHERE.get(name)
     if where is None:
         raise AttributeError(f"module 'isodeploy.api' has no attribute '{name}'")
-    value = getattr(importlib.import_module(where[0]), where[1])
-    globals()[name] = value
-    return value
+    return getattr(importlib.import_module(where[0]), where[1])
 
 
 def __dir__() -> list[str]:

@@ -77,9 +77,9 @@ def verify(artifact: str | Path, reference: Any = None, *, batch_sizes: Sequence
     for FP16 artifacts), ``"fp32"``, ``"fp16"`` or a :class:`~isodeploy.export.verify.Gates`.
     Returns a :class:`~isodeploy.export.verify.VerifyReport` (``.passed``, ``.outputs``, ``.failures``);
     a failed gate is reported there, not raised. The same code path as ``isodeploy verify``:
-    :func:`isodeploy.api.verify.verify_artifact`, which also takes images, thresholds and threads.
+    :func:`isodeploy.api.verification.verify_artifact`, which also takes images, thresholds and threads.
     """
-    from isodeploy.api.verify import verify_artifact
+    from isodeploy.api.verification import verify_artifact
 
     check_path_arg("artifact", artifact)
     check_arg("batch_sizes", batch_sizes, "list")

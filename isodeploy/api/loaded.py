@@ -1,6 +1,6 @@
 """What the deployment API runs: a :class:`~isodeploy.zoo.LoadedModel` made from whatever a Python user
 holds (an ``nn.Module``, an isodeploy folder, a model name). Its own module so that
-:mod:`isodeploy.api.deploy` and :mod:`isodeploy.api.verify` share it without importing each other."""
+:mod:`isodeploy.api.deploy` and :mod:`isodeploy.api.verification` share it without importing each other."""
 
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ def verify_cmd(
     """Compare outputs on the same inputs at two batch sizes: max/mean/p99 |err|, max rel err, cosine, top-1/top-5; exit 1 on failure."""
     from rich.console import Console
 
-    from isodeploy.api.verify import check_verify_options, verify_artifact
+    from isodeploy.api.verification import check_verify_options, verify_artifact
     from isodeploy.commands.common import check_model_argument
 
     check_verify_options(batch_sizes=batch_sizes, inputs=inputs, gates=gates_name, atol=atol, rtol=rtol,
