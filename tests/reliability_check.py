@@ -4,12 +4,16 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from isodeploy.cli import main
 
@@ -98,3 +102,33 @@ def wait_for_line(proc: subprocess.Popen, predicate, timeout: float = 240) -> li
             return seen
         assert time.monotonic() < deadline, "".join(seen[-20:])
     raise AssertionError("process ended before the awaited line:\n" + "".join(seen[-30:]))
+
+
+# -- shared artifacts: import them into a test module (``from reliability_check import pruned``) ------------
+@pytest.fixture(scope="module")
+def pruned(tmp_path_factory) -> Path:
+    """A pruned tiny ViT folder, made once per test module."""
+    out = tmp_path_factory.mktemp("pruned") / "p"
+    assert main(["prune", *TINY, "-o", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def exported(pruned, tmp_path_factory) -> Path:
+    """The ONNX export of :func:`pruned`, in a folder of its own."""
+    out = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    assert main(["export", str(pruned), "-o", str(out)]) == 0
+    return out
+
+
+def tampered_copy(folder: Path, tmp_path: Path, edit) -> Path:
+    """A copy of ``folder`` whose spec ``edit`` changed: it edits the parsed spec in place (returns None),
+    returns a replacement object, or returns the file's new text/bytes verbatim."""
+    copy = tmp_path / "tampered"
+    shutil.copytree(folder, copy)
+    spec = json.loads((copy / "isodeploy.json").read_text())
+    result = edit(spec)
+    text = result if isinstance(result, (str, bytes)) else json.dumps(spec if result is None else result)
+    (copy / "isodeploy.json").write_bytes(text if isinstance(text, bytes) else text.encode())
+    return copy
+

@@ -13,33 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from reliability_check import TINY, assert_refused, run, snapshot
+from reliability_check import TINY, assert_refused, exported, pruned, run, snapshot, tampered_copy  # noqa: F401 - fixtures
 
 from isodeploy.cli import main
-
-
-# -- shared artifacts -------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def pruned(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("pruned") / "p"
-    assert main(["prune", *TINY, "-o", str(out)]) == 0
-    return out
-
-
-@pytest.fixture(scope="module")
-def exported(pruned, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("onnx") / "model.onnx"
-    assert main(["export", str(pruned), "-o", str(out)]) == 0
-    return out
-
-
-def _tampered(pruned: Path, tmp_path: Path, edit) -> Path:
-    folder = tmp_path / "tampered"
-    shutil.copytree(pruned, folder)
-    spec = json.loads((folder / "isodeploy.json").read_text())
-    edit(spec)
-    (folder / "isodeploy.json").write_text(json.dumps(spec))
-    return folder
 
 
 def _gemm_onnx(path: Path, weight: np.ndarray | None = None, *, constant_location: str | None = None) -> Path:
@@ -89,7 +65,7 @@ SIZE_TAMPERS = [
 def test_sizes_from_a_spec_are_bounded(pruned, tmp_path, capsys, name, edit, needle):
     import time
 
-    folder = _tampered(pruned, tmp_path, edit)
+    folder = tampered_copy(pruned, tmp_path, edit)
     before = snapshot(tmp_path)
     start = time.perf_counter()
     assert_refused(run(capsys, "export", folder, "-o", tmp_path / "x.onnx"), 2, needle)
@@ -98,14 +74,14 @@ def test_sizes_from_a_spec_are_bounded(pruned, tmp_path, capsys, name, edit, nee
 
 
 def test_a_model_within_bounds_but_beyond_memory_is_refused_before_it_is_built(pruned, tmp_path, capsys, monkeypatch):
-    folder = _tampered(pruned, tmp_path, _set_kwarg("num_classes", 90_000))  # a 17 M-parameter head on a tiny ViT
+    folder = tampered_copy(pruned, tmp_path, _set_kwarg("num_classes", 90_000))  # a 17 M-parameter head on a tiny ViT
     monkeypatch.setenv("ISODEPLOY_MEMORY_LIMIT_MB", "120")
     line = assert_refused(run(capsys, "export", folder, "-o", tmp_path / "x.onnx"), 2, "M parameters and needs at least")
     assert "deit_tiny_patch16_224" in line
 
 
 def test_an_input_size_beyond_memory_is_refused_before_the_self_check(pruned, tmp_path, capsys, monkeypatch):
-    folder = _tampered(pruned, tmp_path, lambda s: s["source"].update(input_size=[3, 2048, 2048]))
+    folder = tampered_copy(pruned, tmp_path, lambda s: s["source"].update(input_size=[3, 2048, 2048]))
     monkeypatch.setenv("ISODEPLOY_MEMORY_LIMIT_MB", "1000")
     assert_refused(run(capsys, "export", folder, "-o", tmp_path / "x.onnx"), 2, "a forward pass at input 3×2048×2048 needs")
 
@@ -190,14 +166,14 @@ SPEC_ATTR_TAMPERS = [
 
 @pytest.mark.parametrize("name,edit,needle", SPEC_ATTR_TAMPERS, ids=[t[0] for t in SPEC_ATTR_TAMPERS])
 def test_a_spec_restores_only_what_pruning_changes(pruned, tmp_path, capsys, name, edit, needle):
-    folder = _tampered(pruned, tmp_path, edit)
+    folder = tampered_copy(pruned, tmp_path, edit)
     before = snapshot(tmp_path)
     assert_refused(run(capsys, "export", folder, "-o", tmp_path / "x.onnx"), 2, needle)
     assert snapshot(tmp_path) == before
 
 
 def test_a_spec_without_a_weights_hash_is_refused(pruned, tmp_path, capsys):
-    folder = _tampered(pruned, tmp_path, lambda s: s.pop("weights_sha256"))
+    folder = tampered_copy(pruned, tmp_path, lambda s: s.__delitem__("weights_sha256"))
     assert_refused(run(capsys, "export", folder, "-o", tmp_path / "x.onnx"), 2, "records no weights_sha256")
 
 

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from reliability_check import TINY, assert_refused, run, snapshot
+from reliability_check import TINY, assert_refused, exported, pruned, run, snapshot  # noqa: F401 - fixtures
 
 from isodeploy.cli import main
 from isodeploy.core.ownership import OWNER_FILE
@@ -23,18 +23,6 @@ from isodeploy.core.ownership import OWNER_FILE
 DEEP = "[" * 100000 + "]" * 100000  # Python's parser raises RecursionError on this
 
 
-@pytest.fixture(scope="module")
-def pruned(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("pruned") / "p"
-    assert main(["prune", *TINY, "-o", str(out)]) == 0
-    return out
-
-
-@pytest.fixture(scope="module")
-def exported(pruned, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("onnx") / "model.onnx"
-    assert main(["export", str(pruned), "-o", str(out)]) == 0
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -5,38 +5,13 @@ never a file written outside the output folder. (Triton repositories: tests/test
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
-from reliability_check import TINY, assert_refused, run, snapshot, temporaries
+from reliability_check import TINY, assert_refused, exported, pruned, run, snapshot, tampered_copy, temporaries  # noqa: F401 - fixtures
 
 from isodeploy.cli import main
 from isodeploy.core.ownership import OWNER_FILE
-
-
-@pytest.fixture(scope="module")
-def pruned(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("pruned") / "p"
-    assert main(["prune", *TINY, "-o", str(out)]) == 0
-    return out
-
-
-@pytest.fixture(scope="module")
-def exported(pruned, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("onnx") / "model.onnx"
-    assert main(["export", str(pruned), "-o", str(out)]) == 0
-    return out
-
-
-def _copy_with_spec(pruned: Path, tmp_path: Path, edit) -> Path:
-    folder = tmp_path / "tampered"
-    shutil.copytree(pruned, folder)
-    spec = json.loads((folder / "isodeploy.json").read_text())
-    result = edit(spec)
-    text = result if isinstance(result, (str, bytes)) else json.dumps(spec if result is None else result)
-    (folder / "isodeploy.json").write_bytes(text if isinstance(text, bytes) else text.encode())
-    return folder
 
 
 def _set(path: str, value):
@@ -72,7 +47,7 @@ SPEC_TAMPERS = [
 @pytest.mark.parametrize("name,edit,needle", SPEC_TAMPERS, ids=[t[0] for t in SPEC_TAMPERS])
 @pytest.mark.parametrize("command", ["groups", "export"])
 def test_a_tampered_spec_is_one_line(pruned, tmp_path, capsys, command, name, edit, needle):
-    folder = _copy_with_spec(pruned, tmp_path, edit)
+    folder = tampered_copy(pruned, tmp_path, edit)
     before = snapshot(tmp_path)
     args = [command, folder] + (["-o", tmp_path / "x.onnx"] if command == "export" else [])
     assert_refused(run(capsys, *args), 2, needle)
