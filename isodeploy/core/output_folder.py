@@ -19,6 +19,7 @@ from isodeploy.core.cleanup import clean_stale_temps, is_our_temp
 from isodeploy.core.errors import IsodeployError
 from isodeploy.core.locks import acquire_lock, lock_wait_s
 from isodeploy.core.ownership import LOCK_FILE, OWNER_FILE, read_owned, safe_name, write_owned
+from isodeploy.core.safe_write import writable_ancestor
 
 
 class OutputFolder:
@@ -82,12 +83,10 @@ def check_output_path(path: Path, input_folder: Path | None = None) -> Path:
         raise IsodeployError(f"-o {path} is a file; give a folder path")
     if input_folder is not None and Path(input_folder).is_dir() and path.exists() and path.samefile(input_folder):
         raise IsodeployError(f"-o {path} is the input folder; write the result to another folder")
-    existing = path
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
+    existing, why = writable_ancestor(path)
+    if why == "file":
         raise IsodeployError(f"-o {path}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
+    if why == "read-only":
         raise IsodeployError(f"cannot write to -o {path}: {existing} is not writable; choose a writable location")
     return path
 

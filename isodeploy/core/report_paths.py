@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from isodeploy.core.errors import IsodeployError
-from isodeploy.core.safe_write import check_target
+from isodeploy.core.safe_write import check_target, writable_ancestor
 
 PathLike = str | os.PathLike | None
 SIDE_FILES = (".data", ".json")  # model.onnx.data (external weights), model.plan.json (engine metadata)
@@ -43,12 +43,10 @@ def check_location(path: PathLike, flag: str, suffixes: tuple[str, ...] = ()) ->
         raise IsodeployError(f"{flag} '{path}' must end in {', '.join(suffixes)}")
     if path.is_dir():
         raise IsodeployError(f"{flag} {path} is a folder; give a file path")
-    existing = Path(os.path.abspath(path)).parent
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
+    existing, why = writable_ancestor(Path(os.path.abspath(path)).parent)
+    if why == "file":
         raise IsodeployError(f"cannot write {flag} {path}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
+    if why == "read-only":
         raise IsodeployError(f"cannot write {flag} {path}: {existing} is not writable; choose a writable location")
     return path
 

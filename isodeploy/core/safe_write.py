@@ -44,6 +44,19 @@ def kind_of(mode: int) -> str:
     return "special file"
 
 
+def writable_ancestor(path: Path) -> tuple[Path, str | None]:
+    """The nearest existing folder at or above ``path`` a new file or folder would go into, and why it
+    cannot take one (``"file"``: it is a file; ``"read-only"``: not writable), or None when it can."""
+    existing = Path(os.path.abspath(Path(path).expanduser()))
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return existing, "file"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return existing, "read-only"
+    return existing, None
+
+
 def check_target(path: Path, label: str | None = None) -> None:
     """Refuse an existing ``path`` that is not a regular file; a missing one is fine."""
     try:
