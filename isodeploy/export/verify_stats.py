@@ -163,16 +163,23 @@ def _scale(ref: np.ndarray) -> np.ndarray:
     return np.maximum(mag, REL_FLOOR * row_max)
 
 
-def _first_nonfinite(values: np.ndarray, cands: list[np.ndarray]) -> str:
-    """Where the first NaN/inf of one side sits, in words (batch, sample, element)."""
-    flat = int(np.flatnonzero(~np.isfinite(values))[0])
-    row, col = divmod(flat, values.shape[1])
+def _position(flat: int, cands: list[np.ndarray], width: int) -> tuple[int, int, int, int, list[int]]:
+    """A flat position in the concatenated (rows, features) arrays as (row, col, batch, sample in that
+    batch, element index in the output's own shape)."""
+    row, col = divmod(flat, width)
     batch, start = 0, 0
     while start + len(cands[batch]) <= row:
         start += len(cands[batch])
         batch += 1
     index = [int(i) for i in np.unravel_index(col, cands[batch].shape[1:])] if cands[batch].ndim > 1 else []
-    return f"element [{','.join(map(str, index))}] of sample {row - start} in batch {batch} (value {values[row, col]})"
+    return row, col, batch, row - start, index
+
+
+def _first_nonfinite(values: np.ndarray, cands: list[np.ndarray]) -> str:
+    """Where the first NaN/inf of one side sits, in words (batch, sample, element)."""
+    flat = int(np.flatnonzero(~np.isfinite(values))[0])
+    row, col, batch, sample, index = _position(flat, cands, values.shape[1])
+    return f"element [{','.join(map(str, index))}] of sample {sample} in batch {batch} (value {values[row, col]})"
 
 
 def _p99(err: np.ndarray) -> float:
@@ -185,13 +192,8 @@ def _p99(err: np.ndarray) -> float:
 
 def _locate(flat: int, cands: list[np.ndarray], cand: np.ndarray, ref: np.ndarray, err: np.ndarray) -> Worst:
     """Turn a flat position in the concatenated (rows, features) arrays back into batch/sample/index."""
-    row, col = divmod(flat, cand.shape[1])
-    batch, start = 0, 0
-    while start + len(cands[batch]) <= row:
-        start += len(cands[batch])
-        batch += 1
-    index = [int(i) for i in np.unravel_index(col, cands[batch].shape[1:])] if cands[batch].ndim > 1 else []
-    return Worst(batch=batch, batch_size=len(cands[batch]), sample=row - start, index=index,
+    row, col, batch, sample, index = _position(flat, cands, cand.shape[1])
+    return Worst(batch=batch, batch_size=len(cands[batch]), sample=sample, index=index,
                  candidate=float(cand[row, col]), reference=float(ref[row, col]), abs_err=float(err[row, col]))
 
 
