@@ -207,14 +207,16 @@ def export_onnx(
     try:
         raw = work / "raw.onnx"
         used, fallback = _export_raw(exporter, model, example, raw, opset, outputs, dynamic_batch)
-        needed = needs_newer_opset(load_onnx(raw, load_weights=False), opset)
+        exported = load_onnx(raw)
+        needed = needs_newer_opset(exported, opset)
         if needed is not None:  # the exporter wrote an op of a newer opset under the old number
             if opset != MIN_OPSET:
                 raise IsodeployError(f"the exporter wrote {needed[1]} at --opset {opset}; pass --opset {needed[0]}")
             opset = needed[0]
             used, fallback = _export_raw(exporter, model, example, raw, opset, outputs, dynamic_batch)
             fallback = "; ".join(filter(None, [fallback, f"exported at opset {opset}: the graph has {needed[1]}"]))
-        onnx_model = clean_graph(load_onnx(raw), fold=fold_constants)
+            exported = load_onnx(raw)
+        onnx_model = clean_graph(exported, fold=fold_constants)
         meta = build_metadata(loaded, used, opset)
         set_metadata(onnx_model, meta)
         origin = meta.get("source_model") or f"{meta['timm_name']} pruned in '{meta.get('source_folder')}'"
