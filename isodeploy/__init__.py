@@ -10,6 +10,7 @@ The public API (names are a contract)::
     isodeploy.export_onnx(pruned, "out/vit/model.onnx")
     isodeploy.verify("out/vit/model.onnx", reference=pruned)
     isodeploy.bench(["out/vit/model.onnx"])
+    fast = isodeploy.prune(model, torch.randn(2, 3, 224, 224), target_latency="0.5")  # measured on onnxruntime
 
 Extension points: :func:`register_op` (a channel rule / MAC formula for an op) and
 :func:`register_fixup` (attribute fix-ups for a module type); see ``docs/grouper.md``.
@@ -27,6 +28,7 @@ _LAZY = {
     "create_model": "isodeploy.api.models", "example_inputs": "isodeploy.api.models", "analyze": "isodeploy.api.models", "save": "isodeploy.api.models",
     "load": "isodeploy.api.models", "export_onnx": "isodeploy.api.deploy", "verify": "isodeploy.api.deploy",
     "register_op": "isodeploy.graph.ops", "register_fixup": "isodeploy.pruning.fixups",
+    "latency_settings": "isodeploy.api.latency",
     "Importance": "isodeploy.pruning.importance", "Source": "isodeploy.zoo.sources", "PruneResult": "isodeploy.pruning.pruner",
 }
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import warnings
 
 import pytest
@@ -12,6 +14,8 @@ import torch
 # make each small op hundreds of times slower.
 torch.set_num_threads(1)
 warnings.filterwarnings("ignore", category=UserWarning)
+# Latency tables are cached in the user's cache folder: never the tester's own ~/.cache.
+os.environ.setdefault("ISODEPLOY_CACHE_DIR", tempfile.mkdtemp(prefix="isodeploy-test-cache-"))
 
 # Small variants of every family the grouper must handle: (timm name, create kwargs, image size).
 SMALL_ZOO: dict[str, tuple[str, dict, int]] = {

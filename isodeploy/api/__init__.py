@@ -8,7 +8,7 @@ pipeline in :mod:`isodeploy.api.pipeline`, fine-tuning in :mod:`isodeploy.api.tr
 repositories in :mod:`isodeploy.api.serve`, report files in :mod:`isodeploy.api.files` and MODEL
 strings in :mod:`isodeploy.api.model_args`; what ``isodeploy verify`` runs in :mod:`isodeploy.api.verification`,
 export's defaults in :mod:`isodeploy.api.export`, TensorRT engines in :mod:`isodeploy.api.engine`, channel
-groups and presets in :mod:`isodeploy.api.inspect`. A name loads its module on first use, so the CLI
+groups and presets in :mod:`isodeploy.api.inspect`, latency budgets in :mod:`isodeploy.api.latency`. A name loads its module on first use, so the CLI
 starts without torch; ``docs/api.md`` is generated from the docstrings (``python -m isodeploy.api.reference``).
 """
 
@@ -19,6 +19,10 @@ from typing import Any
 
 #: public name → (module, name there): the one table of what the API exports
 _WHERE: dict[str, tuple[str, str]] = {
+    "LatencyBudget": ("isodeploy.api.latency", "LatencyBudget"),
+    "LatencySettings": ("isodeploy.api.latency", "LatencySettings"),
+    "latency_settings": ("isodeploy.api.latency", "latency_settings"),
+    "parse_latency_budget": ("isodeploy.api.latency", "parse_latency_budget"),
     "bench": ("isodeploy.api.benchmark", "bench"),
     "bench_gate": ("isodeploy.api.benchmark", "bench_gate"),
     "bench_markdown": ("isodeploy.api.benchmark", "bench_markdown"),

@@ -7,6 +7,7 @@ which the CLI rewrites to its flag (``--ratio``).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -79,7 +80,8 @@ def default_preset(name: str) -> str | None:
 def prune(model: nn.Module, example_inputs: Any, *, ratio: float | None = None, ratios: dict[str, float] | None = None,
           ranking: str = "isomorphic", importance: Any = "magnitude", target_macs: float | None = None, round_to: int = 8,
           max_group_ratio: float = 0.9, norm: str = "l2", calib_data: Iterable | str | None = None, calib_batches: int = 8,
-          preset: str | None = None, strict: bool = False, verify: bool = True, progress: Callable[[str], None] | None = None):
+          preset: str | None = None, strict: bool = False, verify: bool = True, progress: Callable[[str], None] | None = None,
+          target_latency: Any = None, latency: Any = None):
     """Isomorphic pruning of a copy of ``model`` (the input is left untouched).
 
     ``ratio`` is the fraction of channels removed from every class; ``ratios`` overrides it per class
@@ -89,6 +91,12 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float | None = None, 
     searches the ratio scale that lands within 1 % of that many MACs per image. ``calib_data``: batches
     ``(images, labels or None)``, a folder of images, or ``"synthetic"`` (Taylor). ``preset``: a recipe
     from ``models/`` (``isodeploy presets``) whose ratios the explicit ones override.
+
+    ``target_latency`` (``'300ms'`` or a fraction of the dense latency such as ``0.5``) prunes to a
+    *measured* latency instead: per-class latency tables timed on onnxruntime (cached), a solver that
+    picks each class's cut, then the pruned model timed against the dense one; ``.spec['latency']``
+    holds budget, predicted and measured latency. ``latency`` is a
+    :func:`~isodeploy.api.latency_settings` result for runtime, batch, threads and table file.
 
     Classes whose pruning breaks the model's own code are frozen and reported in ``.frozen``; the
     returned ``.model`` always runs and matches ``.plan``. Returns a
@@ -101,16 +109,23 @@ def prune(model: nn.Module, example_inputs: Any, *, ratio: float | None = None, 
     check_arg("verify", verify, "bool")
     check_arg("calib_batches", calib_batches, "positive int")
     check_arg("progress", progress, "callable", optional=True)
+    settings = _latency(target_latency, latency, ratio=ratio, ratios=ratios, preset=preset)
     cfg = prune_config(ratio=ratio, ratios=ratios, ranking=ranking, importance=importance, target_macs=target_macs,
-                       round_to=round_to, max_group_ratio=max_group_ratio, norm=norm, preset=preset)
+                       round_to=round_to, max_group_ratio=max_group_ratio, norm=norm, preset=preset,
+                       target_latency=settings.budget.text if settings else None)
     example = example_batch(example_inputs)
     data = _calibration(calib_data, example, calib_batches, model) if cfg.importance == "taylor" else None
+    if settings is not None:
+        from isodeploy.latency.prune import prune_to_latency
+
+        return prune_to_latency(model, example, cfg, settings, importance=importance, data=data, strict=strict, progress=progress,
+                                verify=verify)
     return prune_module(model, example, cfg, importance=importance, data=data, strict=strict, progress=progress, verify=verify)
 
 
 def prune_config(*, ratio: float | None = None, ratios: dict[str, float] | None = None, ranking: str = "isomorphic",
                  importance: Any = "magnitude", target_macs: float | None = None, round_to: int = 8,
-                 max_group_ratio: float = 0.9, norm: str = "l2", preset: str | None = None):
+                 max_group_ratio: float = 0.9, norm: str = "l2", preset: str | None = None, target_latency: str | None = None):
     """The checked :class:`~isodeploy.pruning.plan.PruneConfig` that :func:`prune` would use: call it to
     validate options before loading a model (the CLI does)."""
     from isodeploy.pruning.pruner import config_from_recipe
@@ -130,7 +145,9 @@ def prune_config(*, ratio: float | None = None, ratios: dict[str, float] | None 
         overrides[RATIO_KINDS[kind]] = _fraction(value, f"ratios['{kind}']")
     cfg = config_from_recipe(preset, overrides)
     cfg.validate()
-    if cfg.ratio is None and all(cfg.ratio_for(k) == 0 for k in RATIO_KINDS) and target_macs is None:
+    if target_latency is not None and cfg.ranking != "isomorphic":
+        raise ParameterError("ranking", f"must be isomorphic with a latency target (the solver picks each class's cut); got '{cfg.ranking}'")
+    if cfg.ratio is None and all(cfg.ratio_for(k) == 0 for k in RATIO_KINDS) and target_macs is None and target_latency is None:
         raise IsodeployError("prune() needs ratio=, ratios=, preset= or target_macs= (CLI: --ratio, --preset or --target-macs)")
     return cfg
 
@@ -176,6 +193,24 @@ def load(folder: str | Path, model: nn.Module | str | None = None, trust: bool =
 
 
 # -- helpers ----------------------------------------------------------------------------------------------
+def _latency(target_latency: Any, latency: Any, **ratios: Any):
+    """The checked latency settings, or None; ratios or a preset beside a latency target are a contradiction."""
+    from isodeploy.latency.search import LatencySettings
+
+    if latency is not None and not isinstance(latency, LatencySettings):
+        raise ParameterError("latency", f"must come from isodeploy.latency_settings(...); got {type(latency).__name__}")
+    if target_latency is None and latency is None:
+        return None
+    if target_latency is not None:
+        from isodeploy.api.latency import latency_settings
+
+        latency = latency_settings(target_latency) if latency is None else replace(latency, budget=latency_settings(target_latency).budget)
+    given = [f"{k}=" for k, v in ratios.items() if v not in (None, {})]
+    if given:
+        raise IsodeployError(f"target_latency= chooses how much each class gives up: drop {', '.join(given)} (target_macs= may stay: both must hold)")
+    return latency
+
+
 def _check_module(model: Any) -> None:
     if not isinstance(model, nn.Module):
         raise IsodeployError(f"model= must be a torch.nn.Module; got {type(model).__name__}")

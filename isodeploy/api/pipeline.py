@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from isodeploy.api.files import Warn, check_report_paths, warn_python, write_json_atomic
 from isodeploy.api.model_args import model_argument_warnings
+from isodeploy.core.errors import IsodeployError
 from isodeploy.benchmarking.progress import CallbackReporter
 from isodeploy.pipeline.run import KNOWN_OUTPUTS, PipelineOptions, PipelineResult, run_pipeline
 from isodeploy.pipeline.summary import print_summary
@@ -31,7 +32,8 @@ def prune_export(model: str, output: str | Path, *, target: str = "onnx", preset
                  uniform_twin: bool = True, threads: int | None = None, force: bool = False,
                  json_path: str | Path | None = None, say: Callable[[str], None] = print,
                  progress: Callable[[], Any] | None = None, warn: Warn = warn_python,
-                 create_kwargs: dict[str, Any] | None = None) -> PipelineResult:
+                 create_kwargs: dict[str, Any] | None = None, target_latency: str | float | None = None,
+                 latency_table: str | Path | None = None) -> PipelineResult:
     """Run the whole pipeline for MODEL into ``output``, with the ``isodeploy prune-export`` defaults.
 
     ``target``: ``onnx`` (ONNX + onnxruntime) or ``trt`` (adds an FP16 ONNX and a TensorRT engine).
@@ -41,17 +43,29 @@ def prune_export(model: str, output: str | Path, *, target: str = "onnx", preset
     (1, 3 or 4; 0 when done) and ``message`` say so, and its ``report`` is what ``json_path`` gets.
     ``say`` gets one line per stage, ``progress`` makes the bench's reporter (e.g.
     ``lambda: CallbackReporter(print)``; None: silent timing), ``warn`` the advisory lines.
-    ``create_kwargs`` go to the model's builder (``num_classes=10``).
+    ``create_kwargs`` go to the model's builder (``num_classes=10``). ``target_latency`` (``'300ms'`` or
+    ``0.5`` × dense) prunes to a measured latency on the bench's runtime, batch and threads instead of
+    a recipe; ``latency_table`` is a table file to reuse or write (:func:`~isodeploy.api.latency_settings`).
     """
     for line in model_argument_warnings(model, weights, img_size):  # also: a factory named here is trusted
         warn(line)
     output = Path(output)
+    if target_latency is not None:
+        from isodeploy.api.latency import latency_settings
+
+        latency_settings(target_latency, latency_table=latency_table, batch=bench_batch, threads=threads)  # one line, before any stage
+        if preset is not None or ratio is not None:
+            raise IsodeployError("--target-latency chooses how much each class gives up: drop --preset/--ratio")
+    elif latency_table is not None:
+        warn("--latency-table is ignored without --target-latency")
     check_report_paths({"--json": json_path}, inputs=[model, weights], folders=[(output, KNOWN_OUTPUTS)])
     opts = PipelineOptions(model=model, output=output, target=target, preset=preset, ratio=ratio, weights=weights,
                            img_size=img_size, finetune_data=Path(finetune_data) if finetune_data is not None else None,
                            epochs=epochs, bench=bench, bench_batch=bench_batch, bench_iters=bench_iters,
                            bench_warmup=bench_warmup, bench_protocol=bench_protocol, bench_budget=bench_budget,
-                           uniform_twin=uniform_twin, bench_threads=threads, force=force, create_kwargs=dict(create_kwargs or {}))
+                           uniform_twin=uniform_twin, bench_threads=threads, force=force, create_kwargs=dict(create_kwargs or {}),
+                           target_latency=None if target_latency is None else str(target_latency),
+                           latency_table=Path(latency_table) if latency_table is not None else None)
     result = run_pipeline(opts, say, progress=progress)
     if json_path:
         write_json_atomic(Path(json_path), result.report)

@@ -62,7 +62,9 @@ def prune_to_folder(model: str, output: str | Path, *, preset: str | None = None
                     norm: str = "l2", calib_data: str | None = None, calib_batches: int = 8, round_to: int = 8,
                     target_macs: str | float | None = None, max_group_ratio: float = 0.9, weights: str = "pretrained",
                     img_size: int | None = None, strict: bool = False, force: bool = False, json_path: str | Path | None = None,
-                    progress: Callable[[str], None] | None = None, warn: Warn = warn_python) -> PruneRun:
+                    progress: Callable[[str], None] | None = None, warn: Warn = warn_python, target_latency: str | float | None = None,
+                    latency_table: str | Path | None = None, latency_runtime: str = "ort", bench_batch: int | None = None,
+                    threads: int | None = None) -> PruneRun:
     """Prune the model MODEL names and write a folder every command (and :func:`~isodeploy.api.load`) accepts.
 
     The defaults are the ``isodeploy prune`` command's. Without ``preset`` an alias uses its own recipe
@@ -70,6 +72,10 @@ def prune_to_folder(model: str, output: str | Path, *, preset: str | None = None
     ``output`` (and ``json_path``) are checked before the model is built, so a bad folder fails in
     seconds; ``json_path`` also gets :attr:`PruneRun.report`. ``progress`` gets status lines, ``warn``
     advisory lines said before the work (a :class:`UserWarning` by default).
+
+    ``target_latency`` (``'300ms'`` or ``0.5`` × dense) prunes to a measured latency on ``latency_runtime``
+    (``ort`` CPU, or ``trt`` FP16 on a GPU) at ``bench_batch``/``threads``; ``latency_table`` names a
+    table file to reuse or write (see :func:`~isodeploy.api.latency_settings`).
     """
     from isodeploy.core.artifacts import legacy_entries
     from isodeploy.core.output_folder import probe_output_folder
@@ -83,20 +89,31 @@ def prune_to_folder(model: str, output: str | Path, *, preset: str | None = None
     if calib_data is not None and importance != "taylor":
         warn(f"--calib-data is ignored: only --importance taylor uses calibration images (this run: {importance})")
     explicit = dict(ratio=ratio, embed_ratio=embed_ratio, mlp_ratio=mlp_ratio, head_ratio=head_ratio, head_dim_ratio=head_dim_ratio)
-    recipe = preset or default_preset(model)
+    latency = None
+    if target_latency is not None:
+        from isodeploy.api.latency import latency_settings
+
+        latency = latency_settings(target_latency, latency_table=latency_table, runtime=latency_runtime, batch=bench_batch, threads=threads)
+        given = [f"--{k.replace('_', '-')}" for k, v in (("preset", preset), *explicit.items()) if v is not None]
+        if given:
+            raise IsodeployError(f"--target-latency chooses how much each class gives up: drop {', '.join(given)} "
+                                 "(--target-macs may stay: both must hold)")
+    elif latency_table is not None or bench_batch is not None or threads is not None or latency_runtime != "ort":
+        warn("--latency-table, --bench-batch, --threads and --latency-runtime are ignored without --target-latency")
+    recipe = None if latency else (preset or default_preset(model))
     if preset is None and any(v is not None for v in explicit.values()):
         recipe = None  # explicit ratios replace the alias's default recipe
     ratios = {kind: explicit[f] for kind, f in RATIO_KINDS.items() if explicit[f] is not None}
-    if recipe is None and ratio is None and not ratios and target_macs is None:
+    if recipe is None and ratio is None and not ratios and target_macs is None and latency is None:
         raise IsodeployError(f"no ratios for '{model}': pass --preset, --ratio or --target-macs (see 'isodeploy presets')")
     options = dict(ratio=ratio, ratios=ratios, preset=recipe, ranking=ranking, importance=importance, norm=norm, round_to=round_to,
                    max_group_ratio=max_group_ratio, target_macs=parse_macs(target_macs))
-    _check_options(options)  # bad options fail here, before the model is built
+    _check_options({**options, "target_latency": latency.budget.text if latency else None})  # bad options fail here, before the model is built
     say = progress or (lambda message: None)
     say(f"loading {model}")
     dense = create_model(model, weights=weights, img_size=img_size)
     result = prune(dense, example_inputs(dense), **options, calib_data=calib_data or "synthetic", calib_batches=calib_batches,
-                   strict=strict, progress=say)
+                   strict=strict, progress=say, latency=latency)
     say(f"writing {output}")
     save(result, output, force=force)
     run = PruneRun(result, output, _unrounded(result, round_to) + _unused_kind_ratios(result, ratios))

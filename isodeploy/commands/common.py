@@ -10,6 +10,10 @@ import typer
 
 
 WEIGHTS_HELP = "pretrained (timm hub download) | random (random init, offline) | PATH to a .safetensors/.pth state dict."
+TARGET_LATENCY_HELP = ("Prune to a measured latency: a time (300ms) or a fraction of the dense model's latency (0.5), on the bench's "
+                       "runtime, batch and threads. Per-class latency tables are timed once and cached (~/.cache/isodeploy). "
+                       "May be combined with --target-macs.")
+LATENCY_TABLE_HELP = "A latency table (.json) to reuse across machines of one kind, or where to write the one built."
 MODEL_HELP = ("An alias from models/ (e.g. deit_b), any timm model name, torchvision:NAME, hf:TYPE or hf:ORG/NAME (transformers), "
               "a factory package.module:function, "
               "or an isodeploy output folder.")

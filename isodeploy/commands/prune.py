@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from isodeploy.commands.common import MODEL_HELP, ImgSizeOption, JsonOption, WeightsOption
+from isodeploy.commands.common import LATENCY_TABLE_HELP, MODEL_HELP, TARGET_LATENCY_HELP, ImgSizeOption, JsonOption, WeightsOption
 
 
 def prune(
@@ -26,6 +26,11 @@ def prune(
     calib_batches: int = typer.Option(8, "--calib-batches", help="Calibration batches for taylor."),
     round_to: int = typer.Option(8, "--round-to", help="Round widths to multiples of N (head dims stay ≥ 16). The paper used 2."),
     target_macs: Optional[str] = typer.Option(None, "--target-macs", help="Search the ratio that lands within 1 %% of this many MACs, e.g. 4.2G."),
+    target_latency: Optional[str] = typer.Option(None, "--target-latency", help=TARGET_LATENCY_HELP),
+    latency_table: Optional[Path] = typer.Option(None, "--latency-table", help=LATENCY_TABLE_HELP),
+    latency_runtime: str = typer.Option("ort", "--latency-runtime", help="Where --target-latency is measured: ort (onnxruntime CPU) | trt (TensorRT FP16, GPU)."),
+    bench_batch: Optional[int] = typer.Option(None, "--bench-batch", help="Batch --target-latency is measured at (default: the bench's, 8 on CPU)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads --target-latency is measured with (default: every usable core)."),
     max_group_ratio: float = typer.Option(0.9, "--max-group-ratio", help="No group loses more than this fraction (guards against layer collapse)."),
     weights: str = WeightsOption,
     img_size: Optional[int] = ImgSizeOption,
@@ -46,7 +51,8 @@ def prune(
             head_dim_ratio=head_dim_ratio, ranking=ranking, importance=importance, norm=norm, calib_data=calib_data,
             calib_batches=calib_batches, round_to=round_to, target_macs=target_macs, max_group_ratio=max_group_ratio,
             weights=weights, img_size=img_size, strict=strict, force=force, json_path=json_path,
-            progress=status, warn=warn)
+            progress=status, warn=warn, target_latency=target_latency, latency_table=latency_table, latency_runtime=latency_runtime,
+            bench_batch=bench_batch, threads=threads)
     print_prune_summary(console, run.result, output)
     for note in run.notes:
         warn(note)

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from isodeploy.commands.common import MODEL_HELP, ImgSizeOption, JsonOption, WeightsOption
+from isodeploy.commands.common import LATENCY_TABLE_HELP, MODEL_HELP, TARGET_LATENCY_HELP, ImgSizeOption, JsonOption, WeightsOption
 
 
 def prune_export(
@@ -16,6 +16,8 @@ def prune_export(
     target: str = typer.Option("onnx", "--target", help="onnx (ONNX + onnxruntime) | trt (adds FP16 ONNX and a TensorRT engine; needs an NVIDIA GPU)."),
     preset: Optional[str] = typer.Option(None, "--preset", help="Pruning recipe (see 'isodeploy presets'); default: the alias's recipe, e.g. deit_b → deit-4.2g."),
     ratio: Optional[float] = typer.Option(None, "--ratio", help="One ratio for every class instead of a preset."),
+    target_latency: Optional[str] = typer.Option(None, "--target-latency", help=TARGET_LATENCY_HELP + " With --target trt: TensorRT FP16 on the GPU."),
+    latency_table: Optional[Path] = typer.Option(None, "--latency-table", help=LATENCY_TABLE_HELP),
     weights: str = WeightsOption,
     img_size: Optional[int] = ImgSizeOption,
     finetune_data: Optional[Path] = typer.Option(None, "--finetune-data", help="Images to fine-tune the pruned model on (distillation from the dense one)."),
@@ -55,7 +57,7 @@ def prune_export(
             model, output, target=target, preset=preset, ratio=ratio, weights=weights, img_size=img_size,
             finetune_data=finetune_data, epochs=epochs, bench=bench, bench_batch=bench_batch, bench_protocol=bench_protocol,
             bench_budget=bench_budget, bench_iters=bench_iters, bench_warmup=bench_warmup, uniform_twin=uniform_twin,
-            threads=threads, force=force, json_path=json_path, say=say,
+            threads=threads, force=force, json_path=json_path, say=say, target_latency=target_latency, latency_table=latency_table,
             progress=lambda: CallbackReporter(console.print, status), warn=warn)
     print_pipeline_summary(console, result)
     if result.exit_code:

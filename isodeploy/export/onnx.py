@@ -255,3 +255,26 @@ def describe(report: ExportReport) -> str:
     extra = " (weights in .data side file)" if report.external_data else ""
     return (f"wrote {report.path}: {report.nodes} nodes, {size:.1f} MiB{extra}, {report.exporter} exporter, "
             f"opset {report.opset}, input {report.input_name} {json.dumps(report.input_shape)}, {report.seconds:.1f} s")
+
+
+def export_for_timing(model: Any, example: Any, path: Path, *, fold_constants: bool = True) -> int:
+    """Export ``model`` at the fixed shape of ``example`` to ``path`` the way :func:`export_onnx` does
+    (same exporter order, opset fallback and clean-up), without metadata or checks: for the many short-lived
+    variants a latency table times. Returns the opset used."""
+    from isodeploy.core.onnx_io import load_onnx, save_onnx_atomic
+    from isodeploy.export.onnx_clean import clean_graph
+
+    path = Path(path)
+    raw = path.with_name(path.stem + ".raw.onnx")
+    model = model.eval()
+    outputs = _output_names(model, example)
+    opset = MIN_OPSET
+    _export_raw(None, model, example, raw, opset, outputs, False)
+    exported = load_onnx(raw)
+    needed = needs_newer_opset(exported, opset)
+    if needed is not None:
+        opset = needed[0]
+        _export_raw(None, model, example, raw, opset, outputs, False)
+        exported = load_onnx(raw)
+    save_onnx_atomic(clean_graph(exported, fold=fold_constants), path)
+    return opset

@@ -43,6 +43,8 @@ class PipelineOptions:
     force: bool = False
     triton_name: str | None = None
     create_kwargs: dict[str, Any] = field(default_factory=dict)  # timm kwargs (tests build tiny variants)
+    target_latency: str | None = None  # prune to a measured latency (the bench's runtime, batch, threads)
+    latency_table: Path | None = None
 
 
 @dataclass

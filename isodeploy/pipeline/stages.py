@@ -35,6 +35,10 @@ def _recipe(p: Pipeline):
     from isodeploy.loading import resolve
 
     ref = resolve(p.opts.model)
+    if p.opts.target_latency is not None:
+        if p.opts.preset is not None or p.opts.ratio is not None:
+            raise IsodeployError("--target-latency chooses how much each class gives up: drop --preset/--ratio")
+        return config_from_recipe(None, {})
     recipe = p.opts.preset or (ref.alias.recipe if ref.alias else None)
     if p.opts.ratio is not None and p.opts.preset is None:
         recipe = None
@@ -45,21 +49,45 @@ def _recipe(p: Pipeline):
     return cfg
 
 
+def latency_settings(p: Pipeline):
+    """The latency-budget settings of this run (None without --target-latency): the bench's runtime
+    (TensorRT FP16 with --target trt, else onnxruntime CPU), batch and threads."""
+    if p.opts.target_latency is None:
+        return None
+    from isodeploy.latency.search import LatencySettings
+    from isodeploy.latency.budget import parse_latency_budget
+
+    trt = p.opts.target == "trt"
+    batch = p.opts.bench_batch or (GPU_BATCH if trt else 8)
+    return LatencySettings(budget=parse_latency_budget(p.opts.target_latency), runtime="trt" if trt else "ort",
+                           device="cuda" if trt else "cpu", batch=batch, threads=p.opts.bench_threads, table_path=p.opts.latency_table)
+
+
 def prune(p: Pipeline) -> bool:
     from isodeploy.pruning.pruner import prune_model
     from isodeploy.pruning.spec import write_into
 
     cfg = _recipe(p)
+    settings = latency_settings(p)
 
     def work():
-        result = prune_model(p.dense, cfg, progress=p.say)
+        prune_fn = None
+        if settings is not None:
+            from isodeploy.latency.prune import prune_to_latency
+
+            prune_fn = lambda *a, **kw: prune_to_latency(*a[:3], settings, **kw)  # noqa: E731
+        result = prune_model(p.dense, cfg, progress=p.say, prune_fn=prune_fn)
         write_into(p.dir, result.loaded.model, result.spec)
         p._pruned = None
         return {"macs_before": result.plan.macs_before, "macs_after": result.plan.macs_after,
                 "params_before": result.plan.params_before, "params_after": result.plan.params_after,
-                "preset": cfg.preset, "classes": [asdict(c) for c in result.classes]}
+                "preset": cfg.preset, "classes": [asdict(c) for c in result.classes], "latency": result.spec.get("latency")}
 
-    p.stage("prune", {**_source_options(p), "config": asdict(cfg)}, [], [WEIGHTS, "isodeploy.json"], work)
+    options = {**_source_options(p), "config": asdict(cfg)}
+    if settings is not None:
+        options["latency"] = {"budget": settings.budget.text, "runtime": settings.runtime, "batch": settings.batch,
+                              "threads": settings.threads, "table": str(settings.table_path) if settings.table_path else None}
+    p.stage("prune", options, [], [WEIGHTS, "isodeploy.json"], work)
     return True
 
 

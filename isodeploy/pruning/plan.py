@@ -87,8 +87,11 @@ def _min_keep(width: int, max_group_ratio: float) -> int:
 
 
 def _removal_counts(grouping: Grouping, scores: dict[int, torch.Tensor], cfg: PruneConfig, scale: float,
-                    frozen: frozenset[int] = frozenset()) -> dict[int, int]:
-    """How many channels each group keeps before rounding; ``frozen`` groups keep all."""
+                    frozen: frozenset[int] = frozenset(), class_ratios: dict[int, float] | None = None) -> dict[int, int]:
+    """How many channels each group keeps before rounding; ``frozen`` groups keep all.
+
+    ``class_ratios`` (class id → fraction removed) replaces the per-kind ratios: the latency solver
+    chooses how much each class gives up, while the ranking inside a class stays the isomorphic one."""
     keep = {g.id: g.width for g in grouping.groups}
     floors = {g.id: _min_keep(g.width, cfg.max_group_ratio) for g in grouping.groups}
     if cfg.ranking == "local":
@@ -107,7 +110,8 @@ def _removal_counts(grouping: Grouping, scores: dict[int, torch.Tensor], cfg: Pr
         members = [i for i in iso.group_ids if i not in frozen]
         total = sum(grouping.groups[i].width for i in members)
         if members:
-            pools.append((int(round(cfg.ratio_for(iso.kind) * scale * total)), members))
+            ratio = class_ratios.get(iso.id, 0.0) if class_ratios is not None else cfg.ratio_for(iso.kind) * scale
+            pools.append((int(round(ratio * total)), members))
     if cfg.ranking == "global":
         pools = [(sum(n for n, _ in pools), [g.id for g in grouping.groups if g.id not in frozen])]
     for n_remove, group_ids in pools:
@@ -157,8 +161,8 @@ def _top_channels(scores: torch.Tensor, k: int) -> list[int]:
 
 
 def _plan_at(grouping: Grouping, scores: dict[int, torch.Tensor], cfg: PruneConfig, scale: float, base: tuple[int, int],
-             frozen: frozenset[int] = frozenset()) -> PrunePlan:
-    counts = _removal_counts(grouping, scores, cfg, scale, frozen)
+             frozen: frozenset[int] = frozenset(), class_ratios: dict[int, float] | None = None) -> PrunePlan:
+    counts = _removal_counts(grouping, scores, cfg, scale, frozen, class_ratios)
     rounded = _round(grouping, counts, cfg.round_to, cfg.max_group_ratio)
     unrounded_macs, _ = plan_cost(grouping, {g.atom: counts[g.id] for g in grouping.groups})
     macs, params = plan_cost(grouping, {g.atom: rounded[g.id] for g in grouping.groups})
@@ -207,3 +211,13 @@ def make_plan(grouping: Grouping, scores: dict[int, torch.Tensor], cfg: PruneCon
     raise IsodeployError(
         f"--target-macs {target / 1e9:.3g}G is unreachable with these ratios and --max-group-ratio "
         f"{cfg.max_group_ratio} (closest: {reached}); raise --max-group-ratio or use --ratio")
+
+
+def plan_for_classes(grouping: Grouping, scores: dict[int, torch.Tensor], cfg: PruneConfig, class_ratios: dict[int, float],
+                     frozen: frozenset[int] | set[int] = frozenset()) -> PrunePlan:
+    """The plan that removes ``class_ratios[c]`` of class ``c``'s channels (isomorphic ranking within
+    the class, the usual rounding); classes not named, and ``frozen`` groups, stay dense."""
+    for cid, ratio in class_ratios.items():
+        if not 0.0 <= ratio < 1.0:
+            raise IsodeployError(f"class {cid}: a fraction removed must be in [0, 1); got {ratio}")
+    return _plan_at(grouping, scores, replace(cfg, ranking="isomorphic"), 1.0, plan_cost(grouping, {}), frozenset(frozen), dict(class_ratios))

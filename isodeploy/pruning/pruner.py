@@ -27,6 +27,7 @@ from isodeploy.zoo import LoadedModel
 from isodeploy.zoo.sources import Source, source_of
 
 Progress = Callable[[str], None]
+Planner = Callable[[Grouping, dict, PruneConfig, frozenset], PrunePlan]
 
 
 @dataclass
@@ -139,12 +140,15 @@ def check_example(model: nn.Module, example: torch.Tensor) -> list[int] | None:
 def prune_module(model: nn.Module, example: Any, cfg: PruneConfig, *, importance: "str | Importance | None" = None,
                  data: Iterable | None = None, strict: bool = False, progress: Progress | None = None,
                  name: str | None = None, input_meta: dict[str, Any] | None = None, verify: bool = True,
-                 tie_attention: frozenset[str] = frozenset()) -> PruneResult:
+                 tie_attention: frozenset[str] = frozenset(), planner: Planner | None = None) -> PruneResult:
     """Prune a copy of any traceable ``model`` by ``cfg``; the original is left untouched.
 
     ``data`` feeds data-driven importances (Taylor). ``verify`` re-traces the pruned copy (the
     forward check always runs). Classes whose pruning breaks the model are frozen and reported.
+    ``planner`` replaces :func:`make_plan` (the latency solver plugs in here); it is called again,
+    with the frozen group ids, when the self-check freezes a class.
     """
+    plan_fn: Planner = planner or make_plan
     say = progress or (lambda _msg: None)
     cfg.validate()
     example = example_batch(example)
@@ -171,11 +175,11 @@ def prune_module(model: nn.Module, example: Any, cfg: PruneConfig, *, importance
         times["importance"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         say(f"planning ({cfg.ranking} ranking, round to {cfg.round_to})")
-        plan = make_plan(grouping, scores, cfg)
+        plan = plan_fn(grouping, scores, cfg, frozenset())
         times["plan"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         say("slicing parameters and checking the pruned copy")
-        checked = apply_checked(model, grouping, example, plan, lambda frozen: make_plan(grouping, scores, cfg, frozen),
+        checked = apply_checked(model, grouping, example, plan, lambda frozen: plan_fn(grouping, scores, cfg, frozenset(frozen)),
                                 strict=strict, retrace=verify, say=say, output_shape=output_shape)
         times["apply"] = time.perf_counter() - t0
     finally:
@@ -195,7 +199,7 @@ def prune_module(model: nn.Module, example: Any, cfg: PruneConfig, *, importance
     if ties:  # the self-check blamed attention code that derives head widths from its input: tie and retry
         say(f"attention at {len(ties)} module(s) derives its head width from its input; retrying with that tie")
         retry = prune_module(model, example, cfg, importance=importance, data=data, strict=strict, progress=progress, name=name,
-                             input_meta=input_meta, verify=verify, tie_attention=frozenset(tie_attention) | ties)
+                             input_meta=input_meta, verify=verify, tie_attention=frozenset(tie_attention) | ties, planner=planner)
         if retry.plan.macs_after < result.plan.macs_after or len(retry.frozen) < len(result.frozen):
             retry.spec["tied_attention"] = sorted(frozenset(tie_attention) | ties)
             return retry
@@ -219,8 +223,10 @@ def _inherit_source(pruned: nn.Module, dense: nn.Module) -> None:
 
 
 def prune_model(loaded: LoadedModel, cfg: PruneConfig, *, calib_data: str | None = None, calib_batches: int = 8,
-                strict: bool = False, progress: Progress | None = None) -> PruneResult:
-    """Prune a copy of ``loaded.model`` by ``cfg`` (calibration images from ``calib_data`` for Taylor)."""
+                strict: bool = False, progress: Progress | None = None, prune_fn: Callable[..., PruneResult] | None = None) -> PruneResult:
+    """Prune a copy of ``loaded.model`` by ``cfg`` (calibration images from ``calib_data`` for Taylor).
+
+    ``prune_fn`` replaces :func:`prune_module` (same arguments): the latency-budget prune plugs in here."""
     data = None
     if cfg.importance == "taylor":
         from isodeploy.pruning.calib import calibration_batches
@@ -228,8 +234,8 @@ def prune_model(loaded: LoadedModel, cfg: PruneConfig, *, calib_data: str | None
         data = calibration_batches(calib_data or "synthetic", loaded.input_size, loaded.mean, loaded.std, calib_batches)
     meta = {"input_size": list(loaded.input_size), "mean": list(loaded.mean), "std": list(loaded.std),
             "weights": loaded.weights, "alias": loaded.alias.name if loaded.alias else None}
-    result = prune_module(loaded.model, loaded.example_input(2), cfg, data=data, strict=strict, progress=progress,
-                          name=loaded.timm_name, input_meta=meta)
+    result = (prune_fn or prune_module)(loaded.model, loaded.example_input(2), cfg, data=data, strict=strict, progress=progress,
+                                        name=loaded.timm_name, input_meta=meta)
     result.loaded = replace(loaded, model=result.model, weights=loaded.weights)
     return result
 

@@ -36,7 +36,25 @@ def print_summary(console: Console, result, output: Path | None = None) -> None:
         f"rounding to {cfg.round_to} cost {cost / 1e6:+.1f} M MACs"
         + (f"; ratio scale {plan.scale:.3f} for --target-macs" if cfg.target_macs else "")
     )
+    latency = result.spec.get("latency")
+    if latency:
+        console.print(latency_line(latency))
     if result.spec.get("source", {}).get("weights") == "random":
         console.print("[yellow]weights were random: accuracy figures of this model mean nothing[/]")
     if output is not None:
         console.print(f"wrote {output}/model.safetensors and {output}/isodeploy.json")
+
+
+def latency_line(latency: dict) -> str:
+    """Budget, measured (95 % CI), predicted and the table, in one line (the spec's ``latency`` record)."""
+    r, ms, b = latency["measured_ratio"], latency["measured_ms"], latency["budget"]
+    budget = f"{b['ms']:.4g} ms" if b.get("ms") is not None else f"{b['fraction']:.3g} × dense"
+    table = latency["table"]
+    ok = "within" if latency["within_tolerance"] else "[yellow]outside[/]"
+    built = "reused" if table["reused"] else f"built in {table['build_seconds']:.0f} s"
+    where = f", {table['path']}" if table.get("path") else ""
+    corrected = "; after one corrective step" if latency["corrective_step"] else ""
+    return (f"latency on {latency['runtime']} (batch {latency['batch']}, {latency['threads']} threads): budget {budget}; measured "
+            f"{ms['value']:.4g} ms = {r['value']:.3f}× dense (95 % CI {r['ci_low']:.3f}–{r['ci_high']:.3f}), {latency['budget_error']:+.1%} "
+            f"off the budget ({ok} ±5 %); predicted {latency['predicted_ratio']:.3f}× (error {latency['prediction_error']:+.1%})"
+            f"{corrected}; table {built} ({table['measurements']} measurements{where})")

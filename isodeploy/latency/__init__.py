@@ -1,0 +1,1 @@
+"""Pruning to a measured latency budget: per-class latency tables, a solver, and the measured check (docs/latency.md)."""

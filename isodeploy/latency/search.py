@@ -1,0 +1,163 @@
+"""Prune to a measured latency budget: table (cached) → solver → checked prune → measure → one correction.
+
+:func:`prune_to_latency` wraps :func:`~isodeploy.pruning.pruner.prune_module` with a planner that
+chooses each class's cut from the latency table, then exports the pruned model and times it against
+the dense model with the bench's adaptive protocol. If the measured latency misses the budget by more
+than 5 % (either way: too slow breaks the budget, too fast wastes capacity), the solver runs once
+more with the target divided by the measured ÷ predicted error, and the closer of the two is kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from isodeploy.benchmarking.protocol import Protocol
+from isodeploy.core.errors import IsodeployError
+from isodeploy.graph.analysis import Grouping
+from isodeploy.latency import cache
+from isodeploy.latency.budget import LatencyBudget
+from isodeploy.latency.build import DEFAULT_GRID, build_table
+from isodeploy.latency.solver import BINS, Option, class_options, predict, solve
+from isodeploy.latency.table import LatencyTable
+from isodeploy.pruning.plan import PruneConfig, PrunePlan, plan_for_classes
+
+TOLERANCE = 0.05  # a measured miss beyond this runs the corrective step
+CHECK_BUDGET_S = 60.0  # the final measurement: the bench's adaptive protocol with this budget
+
+
+@dataclass
+class LatencySettings:
+    """Where and how latency is measured; the bench's runtime, device, batch and threads."""
+
+    budget: LatencyBudget
+    runtime: str = "ort"
+    device: str = "cpu"
+    batch: int = 8
+    threads: int | None = None
+    table_path: Path | None = None  # --latency-table: read it when it fits, build it there when missing
+    use_cache: bool = True
+    grid: tuple[float, ...] = DEFAULT_GRID
+    check_budget_s: float = CHECK_BUDGET_S
+    step_budget_s: float | None = None  # seconds per table step (None: STEP_PROTOCOL's); effort, not in the fingerprint
+    work_dir: Path | None = None
+    measurer: Callable[[Any, Any], Any] | None = None  # (dense model, example batch) → a Measurer; tests pass a synthetic one
+
+
+@dataclass
+class _State:
+    """What the planner learns across calls (the self-check's re-plans, the corrective step)."""
+
+    settings: LatencySettings
+    measurer: Any
+    say: Callable[[str], None]
+    model: torch.nn.Module
+    target: float | None = None  # the solver's target ratio (the budget, or the corrected one)
+    table: LatencyTable | None = None
+    table_file: Path | None = None
+    table_reused: bool = False
+    predicted: float | None = None
+    chosen: dict[int, Option] = field(default_factory=dict)
+
+
+def _fingerprint(state: _State, grouping: Grouping, cfg: PruneConfig, name: str, example: torch.Tensor) -> dict[str, Any]:
+    m = state.measurer
+    return cache.fingerprint(model=name, structure=cache.structure_digest(grouping, list(example.shape[1:])), runtime=m.runtime,
+                             runtime_version=m.runtime_version, device=m.device, processor=m.processor, cores=m.cores, threads=m.threads,
+                             batch=m.batch, precision=m.precision, grid=list(state.settings.grid), round_to=cfg.round_to)
+
+
+def _table(state: _State, grouping: Grouping, scores: dict, cfg: PruneConfig, frozen: frozenset[int], name: str,
+           example: torch.Tensor) -> LatencyTable:
+    fp = _fingerprint(state, grouping, cfg, name, example)
+    key = cache.key_of(fp)
+    if state.table is not None and state.table.key == key:
+        return state.table
+    s = state.settings
+    path = s.table_path or cache.cache_file(fp)
+    table = cache.load_table(path, fp, explicit=s.table_path is not None) if (s.use_cache or s.table_path) else None
+    if table is not None:
+        state.say(f"latency table: reusing {path} (built in {table.build_seconds:.0f} s, {table.measurements} measurements)")
+        state.table_reused = True
+    else:
+        state.say(f"latency table: timing {len(grouping.classes)} classes × {len(s.grid)} widths on {state.measurer.runtime} "
+                  f"(batch {state.measurer.batch}, {state.measurer.threads} threads)")
+        table = build_table(state.model, grouping, scores, cfg, state.measurer, key=key, fingerprint=fp, grid=s.grid, frozen=frozen,
+                            say=state.say)
+        state.table_reused = False
+        if s.use_cache or s.table_path:
+            cache.save_table(path, table)
+            state.say(f"latency table: saved {path} ({table.build_seconds:.0f} s, {table.measurements} measurements)")
+    state.table, state.table_file = table, (path if (s.use_cache or s.table_path) else None)
+    return table
+
+
+def _loss_of(grouping: Grouping, scores: dict, cfg: PruneConfig, class_id: int, params0: int, frozen: frozenset[int]):
+    """An option's loss: parameters removed × (importance share removed ÷ channel share removed) within the class."""
+    iso = next(c for c in grouping.classes if c.id == class_id)
+    total = sum(float(scores[i].abs().sum()) for i in iso.group_ids) or 1.0
+    width = sum(grouping.groups[i].width for i in iso.group_ids)
+
+    def loss(keep: float) -> float:
+        plan = plan_for_classes(grouping, scores, cfg, {class_id: 1.0 - keep}, frozen)
+        removed_imp = removed_ch = 0.0
+        for i in iso.group_ids:
+            kept = set(plan.keep.get(i, range(grouping.groups[i].width)))
+            s = scores[i].abs()
+            gone = [j for j in range(grouping.groups[i].width) if j not in kept]
+            removed_ch += len(gone)
+            removed_imp += float(s[gone].sum()) if gone else 0.0
+        if removed_ch == 0:
+            return 0.0
+        share = (removed_imp / total) / (removed_ch / width)
+        return max(0, params0 - plan.params_after) * share
+
+    return loss
+
+
+def choose(table: LatencyTable, grouping: Grouping, scores: dict, cfg: PruneConfig, target: float,
+           frozen: frozenset[int] = frozenset()) -> tuple[PrunePlan, float, dict[int, Option]]:
+    """The least-loss per-class cuts whose predicted latency ratio is ≤ ``target`` (and MACs ≤ ``cfg.target_macs``)."""
+    frozen_classes = {iso.id for iso in grouping.classes if any(i in frozen for i in iso.group_ids)}
+    known = {iso.id for iso in grouping.classes}
+    options: dict[int, list[Option]] = {}
+    for ct in table.classes:
+        if ct.class_id in frozen_classes or ct.class_id not in known or ct.unmeasurable or not ct.steps:
+            continue
+        options[ct.class_id] = class_options(ct, table.dense_macs, _loss_of(grouping, scores, cfg, ct.class_id, table.dense_params, frozen),
+                                             table.noise)
+    need = 1.0 - target
+    best_reached = None
+    for _ in range(40):
+        chosen = solve(options, need)
+        if chosen is None:
+            break
+        ratios = {cid: 1.0 - o.keep for cid, o in chosen.items() if o.keep < 1.0}
+        plan = plan_for_classes(grouping, scores, cfg, ratios, frozen)
+        pred = predict(table, chosen, plan.macs_after)
+        best_reached = pred if best_reached is None else min(best_reached, pred)
+        macs_ok = cfg.target_macs is None or plan.macs_after <= cfg.target_macs * 1.01
+        if pred <= target + 0.5 / BINS and macs_ok:
+            return plan, pred, chosen
+        need += max(pred - target, 0.0) + (0.01 if not macs_ok else 0.0) + 1.0 / BINS
+    deepest = f"{best_reached:.3g}× dense" if best_reached is not None else "nothing"
+    also = " and --target-macs" if cfg.target_macs is not None else ""
+    raise IsodeployError(f"--target-latency {target:.3g}× dense{also} is out of reach: the deepest cuts the table allows reach {deepest} "
+                         f"(--max-group-ratio {cfg.max_group_ratio}); pass a larger budget or raise --max-group-ratio")
+
+
+def planner_for(state: _State, name: str, example: torch.Tensor):
+    """The planner :func:`prune_module` calls: table (built once, cached), then :func:`choose` at the state's target."""
+
+    def plan(grouping: Grouping, scores: dict, cfg: PruneConfig, frozen: frozenset[int] = frozenset()) -> PrunePlan:
+        table = _table(state, grouping, scores, cfg, frozen, name, example)
+        if state.target is None:
+            state.target = state.settings.budget.fraction_of(table.dense_ms)
+        result, state.predicted, state.chosen = choose(table, grouping, scores, cfg, state.target, frozen)
+        state.say(f"latency solver: predicted {state.predicted:.3f}× dense for a target of {state.target:.3f}×")
+        return result
+
+    return plan
