@@ -9,6 +9,9 @@ steps in 10 rounds; peak memory in a fresh process per runner (cudaMemGetInfo). 
 ``gpu_protocol.json`` (bench schema, ratios included) and ``gpu_protocol.md``; budget: under 8 minutes on
 one datacenter GPU (each phase's wall time is printed and recorded).
 
+``--latency 0.5`` adds the latency-budget prune measured on TensorRT FP16 (a per-class table at
+``--latency-grid`` steps, one engine each: about 12 engine builds for DeiT-B), recorded as ``latency_budget``.
+
 ``--dry-run`` runs the same code on the CPU with a tiny DeiT at 32 px, batch 4 and a few steps (torch
 eager and onnxruntime CPU), so CI checks the script without a GPU. Random weights: latency does not
 depend on weight values.
@@ -113,6 +116,27 @@ def markdown(report, phases: dict[str, float], machine: str, dry_run: bool) -> s
     return "\n".join(lines) + "\n"
 
 
+def latency_phase(dry_run: bool, budget: str, grid: tuple[float, ...], say) -> dict:
+    """Prune DeiT-B to ``budget`` measured on TensorRT FP16 at batch 256 (per-class table: one engine per
+    class and grid step, opt = max = 256), then time the result; ``--dry-run``: a tiny DeiT on onnxruntime CPU."""
+    import torch
+    from isodeploy.api import create_model, example_inputs, latency_settings, prune
+
+    torch.manual_seed(0)
+    if dry_run:
+        model = create_model("deit_tiny_patch16_224", weights="random", **TINY)
+        settings = latency_settings(budget, runtime="ort", batch=4, threads=2, use_cache=False, step_budget_s=0.3, check_budget_s=2, grid=grid)
+    else:
+        model = create_model("deit_base_patch16_224", weights="random")
+        settings = latency_settings(budget, runtime="trt", batch=256, use_cache=False, grid=grid)
+    result = prune(model, example_inputs(model), target_latency=budget, latency=settings, progress=say)
+    lat = result.spec["latency"]
+    say(f"latency: measured {lat['measured_ratio']['value']:.3f}× dense (budget {budget}), predicted {lat['predicted_ratio']:.3f}×, "
+        f"table {lat['table']['build_seconds']:.0f} s / {lat['table']['measurements']} measurements")
+    return {"macs_kept": result.plan.macs_after / result.plan.macs_before,
+            "params_kept": result.plan.params_after / result.plan.params_before, **lat}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/gpu"))
@@ -120,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile runs (they spend most of their time compiling)")
     ap.add_argument("--no-trt", action="store_true")
     ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--latency", metavar="BUDGET", default=None,
+                    help="also prune DeiT-B to this measured latency (e.g. 0.5) on TensorRT FP16 at batch 256 (one engine per table step)")
+    ap.add_argument("--latency-grid", type=float, nargs="+", default=[0.75, 0.5, 0.25], help="kept fractions each class is timed at")
     opts = ap.parse_args(argv)
     opts.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -149,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
             reports.append(run_bench(items, settings, roles=ROLES, known_macs=known))
             phases[v["name"]] = time.perf_counter() - start
     report = merge_reports(reports)
+    latency = None
+    if opts.latency:
+        start = time.perf_counter()
+        latency = latency_phase(opts.dry_run, opts.latency, tuple(opts.latency_grid), say)
+        phases["latency"] = time.perf_counter() - start
     phases["total"] = time.perf_counter() - t0
     from isodeploy.benchmarking.envinfo import describe_machine
 
@@ -156,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     data["twin"] = macs["twin"]
     data["phases_s"] = phases
     data["dry_run"] = opts.dry_run
+    data["latency_budget"] = latency
     (opts.out / "gpu_protocol.json").write_text(json.dumps(data, indent=2) + "\n")
     text = markdown(report, phases, describe_machine(report.env), opts.dry_run)
     write_text_atomic(opts.out / "gpu_protocol.md", text)

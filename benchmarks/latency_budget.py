@@ -166,11 +166,12 @@ def main() -> None:
 
     machine = f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()}, onnxruntime CPU"
     rows = []
+    args.results.mkdir(parents=True, exist_ok=True)
     for name in args.models:
         rows += run_model(name, args.budgets, args.batch, args.threads, args.final_budget, args.cache)
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "latency_budget.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=1))
-    (args.results / "latency_budget.md").write_text(markdown(rows, machine))
+        # written after every model: a long run that is stopped keeps what it measured
+        (args.results / "latency_budget.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=1))
+        (args.results / "latency_budget.md").write_text(markdown(rows, machine))
     print(f"\nwrote {args.results / 'latency_budget.md'}")
 
 

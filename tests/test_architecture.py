@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "isodeploy"
 
 #: low → high; a module may import its own layer and any layer before it
 LAYERS = ("core", "graph", "zoo", "pruning", "loading", "runtime", "export", "serve", "train", "benchmarking",
-          "pipeline", "api", "commands", "cli")
+          "latency", "pipeline", "api", "commands", "cli")
 #: the root package (``isodeploy/__init__``: the public names, loaded lazily) is the API's facade;
 #: ``python -m isodeploy`` (``__main__``) sits on top
 TOP = {"isodeploy": LAYERS.index("api"), "isodeploy.__main__": len(LAYERS)}

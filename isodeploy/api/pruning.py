@@ -93,7 +93,11 @@ def prune_to_folder(model: str, output: str | Path, *, preset: str | None = None
     if target_latency is not None:
         from isodeploy.api.latency import latency_settings
 
-        latency = latency_settings(target_latency, latency_table=latency_table, runtime=latency_runtime, batch=bench_batch, threads=threads)
+        try:
+            latency = latency_settings(target_latency, latency_table=latency_table, runtime=latency_runtime, batch=bench_batch, threads=threads)
+        except ParameterError as exc:  # the command's flags for what the API calls runtime= and batch=
+            exc.flag = {"runtime": "--latency-runtime", "batch": "--bench-batch"}.get(exc.param, exc.flag)
+            raise
         given = [f"--{k.replace('_', '-')}" for k, v in (("preset", preset), *explicit.items()) if v is not None]
         if given:
             raise IsodeployError(f"--target-latency chooses how much each class gives up: drop {', '.join(given)} "
