@@ -191,3 +191,17 @@ def test_a_time_budget_above_the_dense_latency():
     with pytest.raises(ParameterError, match="not below"):
         LatencyBudget(text="2s", ms=2000.0).fraction_of(1500.0)
     assert LatencyBudget(text="0.5", fraction=0.5).fraction_of(10.0) == 0.5
+
+
+def test_a_table_timed_on_a_busy_machine_is_not_cached(tmp_path, monkeypatch):
+    from isodeploy.benchmarking import loadwatch
+
+    monkeypatch.setenv("ISODEPLOY_CACHE_DIR", str(tmp_path))
+    busy = loadwatch.MachineLoad([3.0, 3.0, 3.0], [3.1, 3.0, 3.0], 1.6, 2, True)
+    monkeypatch.setattr(loadwatch.LoadWatch, "stop", lambda self: busy)
+    lines: list[str] = []
+    settings = LatencySettings(budget=parse_latency_budget("0.85"), batch=4, threads=2, measurer=lambda d, e: StairRuntime(d, e))
+    result = prune_to_latency(_mlp(), torch.randn(2, 32), PruneConfig(), settings, progress=lines.append)
+    assert any("busy while the latency table was timed" in line and "not cached" in line for line in lines)
+    assert not (tmp_path / "latency").exists() and result.spec["latency"]["table"]["path"] is None
+    assert result.spec["latency"]["table"]["load"]["busy"] and result.spec["latency"]["attempts"][0]["load"]["busy"]

@@ -35,6 +35,9 @@ def build_table(model: torch.nn.Module, grouping: Grouping, scores: dict[int, to
                 key: str, fingerprint: dict[str, Any], grid: tuple[float, ...] = DEFAULT_GRID, frozen: frozenset[int] = frozenset(),
                 say: Callable[[str], None] = lambda _m: None) -> LatencyTable:
     """Measure every class at every grid step (a class whose variants fail to build or run is recorded as unmeasurable)."""
+    from isodeploy.benchmarking.loadwatch import LoadWatch
+
+    watch = LoadWatch()
     start = time.perf_counter()
     macs0, params0 = plan_cost(grouping, {})
     total = len(grouping.classes) * len(grid)
@@ -83,7 +86,8 @@ def build_table(model: torch.nn.Module, grouping: Grouping, scores: dict[int, to
     noise = statistics.median((max(s.ratio - s.ci_low, s.ci_high - s.ratio) for s in steps)) if steps else 0.01
     table = LatencyTable(key=key, fingerprint=fingerprint, model=str(fingerprint.get("model")), dense_ms=statistics.median(dense_ms),
                          dense_ci_ms=[min(dense_ms), max(dense_ms)], dense_macs=macs0, dense_params=params0, classes=classes,
-                         build_seconds=round(time.perf_counter() - start, 2), measurements=len(steps), noise=float(noise))
+                         build_seconds=round(time.perf_counter() - start, 2), measurements=len(steps), noise=float(noise),
+                         load=watch.stop().to_dict())
     from isodeploy.latency.solver import fit_slope
 
     table.slope = fit_slope(table)

@@ -33,17 +33,22 @@ class Attempt:
     rounds: int
     stop: str
     budget_ratio: float  # the budget as a fraction of this measurement's dense latency
+    load: dict[str, Any] = field(default_factory=dict)  # the machine's load while this check was timed
     classes: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _measure(state: _State, result: PruneResult) -> Attempt:
     settings, measurer = state.settings, state.measurer
     state.say(f"latency check: timing the pruned model against the dense one (adaptive, ≤ {settings.check_budget_s:g} s)")
+    from isodeploy.benchmarking.loadwatch import LoadWatch
+
     entry = measurer.open(result.model, "pruned")
+    watch = LoadWatch()
     try:
         paired = measurer.pair(entry, Protocol(name="adaptive", budget_s=settings.check_budget_s, target=0.02))
     finally:
         measurer.release(entry)
+    load = watch.stop()
     budget = settings.budget
     measured = paired.ratio.value
     error = paired.variant_ms.value / budget.ms - 1 if budget.ms is not None else measured / budget.fraction - 1
@@ -52,7 +57,9 @@ def _measure(state: _State, result: PruneResult) -> Attempt:
                       measured_ms=paired.variant_ms.to_dict(), dense_ms=paired.dense_ms.to_dict(), budget_error=error,
                       prediction_error=measured / state.predicted - 1, macs_after=result.plan.macs_after,
                       params_after=result.plan.params_after, rounds=paired.rounds, stop=paired.stop, budget_ratio=target_now,
-                      classes=[o.to_dict() for o in state.chosen.values()])
+                      load=load.to_dict(), classes=[o.to_dict() for o in state.chosen.values()])
+    if load.busy:
+        state.say(f"warning: the machine was busy during the latency check ({load.describe()}); the measurement may be off")
     state.say(f"latency check: {paired.variant_ms.value:.4g} ms = {measured:.3f}× dense (95 % CI {paired.ratio.ci_low:.3f}–"
               f"{paired.ratio.ci_high:.3f}); budget {budget.describe(paired.dense_ms.value)}, off by {error:+.1%}; "
               f"predicted {state.predicted:.3f}× ({attempt.prediction_error:+.1%})")
@@ -122,5 +129,5 @@ def _report(state: _State, attempts: list[Attempt], chosen: Attempt) -> dict[str
         "solver": SOLVER,
         "table": {"path": str(state.table_file) if state.table_file else None, "key": t.key, "reused": state.table_reused,
                   "build_seconds": t.build_seconds, "measurements": t.measurements, "noise": t.noise, "slope": t.slope,
-                  "dense_ms": t.dense_ms},
+                  "dense_ms": t.dense_ms, "load": t.load},
     }

@@ -88,9 +88,16 @@ def _table(state: _State, grouping: Grouping, scores: dict, cfg: PruneConfig, fr
         table = build_table(state.model, grouping, scores, cfg, state.measurer, key=key, fingerprint=fp, grid=s.grid, frozen=frozen,
                             say=state.say)
         state.table_reused = False
-        if s.use_cache or s.table_path:
+        busy = bool(table.load and table.load.get("busy"))
+        if busy:
+            state.say(f"warning: the machine was busy while the latency table was timed (other processes used "
+                      f"{table.load['other_cores']:.2f} of {table.load['cores']} cores): "
+                      + ("it is written as asked, but its steps may be off" if s.table_path else "not cached, so the next run times it again"))
+        if s.table_path or (s.use_cache and not busy):
             cache.save_table(path, table)
             state.say(f"latency table: saved {path} ({table.build_seconds:.0f} s, {table.measurements} measurements)")
+        else:
+            path = None
     state.table, state.table_file = table, (path if (s.use_cache or s.table_path) else None)
     return table
 

@@ -63,6 +63,7 @@ class LatencyTable:
     build_seconds: float = 0.0
     measurements: int = 0
     noise: float = 0.01  # the typical relative half-width of a step's interval
+    load: dict[str, Any] | None = None  # the machine's load while the table was timed (benchmarking.loadwatch)
     schema: int = TABLE_SCHEMA
 
     def class_table(self, class_id: int) -> ClassTable | None:

@@ -69,6 +69,7 @@ def build_report(p, load_json: Callable[[Path], dict | None]) -> dict[str, Any]:
         "provenance": _provenance(state.get("config", {}).get("preset")),
         "macs": state.get("macs", {}),
         "params": state.get("params", {}),
+        "latency_budget": state.get("latency"),
         "classes": state.get("classes", []),
         "numerics": {k: {"passed": v.get("passed"), "gates": (v.get("gates") or {}), "outputs": v.get("outputs", [])[:1]}
                      for k, v in verify.items() if v},
@@ -148,6 +149,10 @@ def render_markdown(data: dict[str, Any]) -> str:
         ratio = macs["after"] / macs["before"] if macs.get("before") else 0
         lines += [f"MACs {_g(macs.get('before'))} → {_g(macs.get('after'))} ({ratio:.1%}); params {_m(params.get('before'))} → "
                   f"{_m(params.get('after'))}; rounding cost {(macs.get('rounding_cost') or 0) / 1e6:+.1f} M MACs.", ""]
+    if data.get("latency_budget"):
+        from isodeploy.pruning.report import latency_line
+
+        lines += ["Latency budget: " + latency_line(data["latency_budget"], markup=False) + ".", ""]
     twin_classes = {c.get("id"): c for c in (data.get("twin") or {}).get("classes", []) if isinstance(c, dict)}
     twin_col = bool(twin_classes)
     lines += ["| class | kind | signature | groups | width before → after | per-group widths after |" + (" uniform twin widths |" if twin_col else ""),

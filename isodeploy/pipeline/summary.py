@@ -16,6 +16,10 @@ def print_summary(console: Console, result) -> None:
     if macs:
         table.add_row("MACs", f"{macs['before'] / 1e9:.3f} G → {macs['after'] / 1e9:.3f} G ({macs['after'] / macs['before']:.1%})")
         table.add_row("params", f"{params['before'] / 1e6:.2f} M → {params['after'] / 1e6:.2f} M")
+    if data.get("latency_budget"):
+        from isodeploy.pruning.report import latency_line
+
+        table.add_row("latency budget", latency_line(data["latency_budget"]))
     for row in data.get("latency", []):
         table.add_row(f"latency {row['artifact']} ({row['runtime']} {row['device']}, batch {row['batch']})",
                       f"p50 {row['p50_ms']:.2f} ms" + (" (noisy)" if row.get("noisy") else ""))

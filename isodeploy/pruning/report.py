@@ -45,12 +45,12 @@ def print_summary(console: Console, result, output: Path | None = None) -> None:
         console.print(f"wrote {output}/model.safetensors and {output}/isodeploy.json")
 
 
-def latency_line(latency: dict) -> str:
+def latency_line(latency: dict, markup: bool = True) -> str:
     """Budget, measured (95 % CI), predicted and the table, in one line (the spec's ``latency`` record)."""
     r, ms, b = latency["measured_ratio"], latency["measured_ms"], latency["budget"]
     budget = f"{b['ms']:.4g} ms" if b.get("ms") is not None else f"{b['fraction']:.3g} × dense"
     table = latency["table"]
-    ok = "within" if latency["within_tolerance"] else "[yellow]outside[/]"
+    ok = "within" if latency["within_tolerance"] else ("[yellow]outside[/]" if markup else "**outside**")
     built = "reused" if table["reused"] else f"built in {table['build_seconds']:.0f} s"
     where = f", {table['path']}" if table.get("path") else ""
     corrected = "; after one corrective step" if latency["corrective_step"] else ""
