@@ -51,8 +51,18 @@ def _bring_to_budget(dense, example, measurer, budget: float, ranking: str, macs
     """Move the MAC target until the measured latency ratio is within 2 % of ``budget`` (≤ 5 tries)."""
     target = budget * macs0
     best = None
+    from isodeploy.core.errors import IsodeployError
+
     for attempt in range(5):
-        result = _prune_at_macs(dense, example, target, ranking)
+        for nudge in (1.0, 0.98, 1.02, 0.96, 1.04, 0.94, 1.06):
+            try:  # rounding can leave no plan within 1 % of a target: take the nearest reachable one
+                result = _prune_at_macs(dense, example, target * nudge, ranking)
+                target *= nudge
+                break
+            except IsodeployError:
+                continue
+        else:
+            raise IsodeployError(f"no {ranking} plan within 6 % of {target / 1e9:.3g} GMACs")
         ratio = measurer.ratio_of(result.model, f"{ranking} @ {target / 1e9:.3g}G").ratio.value
         say(f"  {ranking}: target {target / 1e9:.3g} GMACs → {ratio:.3f}× dense")
         if best is None or abs(ratio - budget) < abs(best[1] - budget):
