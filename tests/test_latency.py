@@ -205,3 +205,14 @@ def test_a_table_timed_on_a_busy_machine_is_not_cached(tmp_path, monkeypatch):
     assert any("busy while the latency table was timed" in line and "not cached" in line for line in lines)
     assert not (tmp_path / "latency").exists() and result.spec["latency"]["table"]["path"] is None
     assert result.spec["latency"]["table"]["load"]["busy"] and result.spec["latency"]["attempts"][0]["load"]["busy"]
+
+
+def test_a_mac_target_beside_the_latency_budget_must_hold_too():
+    # the MLP's MACs are 64 × hidden: the budget alone allows 192 channels, 8192 MACs allow only 128
+    made: list = []
+    settings = LatencySettings(budget=parse_latency_budget(str((50 + 192 + 64) / DENSE + 1e-3)), batch=4, threads=2,
+                               measurer=lambda d, e: made.append(StairRuntime(d, e)) or made[-1])
+    result = prune_to_latency(_mlp(), torch.randn(2, 32), PruneConfig(target_macs=8192.0), settings)
+    assert result.plan.macs_after <= 8192 * 1.01 and _hidden_width(result) <= 128
+    with pytest.raises(IsodeployError, match="out of reach"):
+        prune_to_latency(_mlp(), torch.randn(2, 32), PruneConfig(target_macs=100.0), settings)
