@@ -216,3 +216,13 @@ def test_a_mac_target_beside_the_latency_budget_must_hold_too():
     assert result.plan.macs_after <= 8192 * 1.01 and _hidden_width(result) <= 128
     with pytest.raises(IsodeployError, match="out of reach"):
         prune_to_latency(_mlp(), torch.randn(2, 32), PruneConfig(target_macs=100.0), settings)
+
+
+def test_another_max_group_ratio_does_not_reuse_the_table(tmp_path, monkeypatch):
+    # the table's deepest steps depend on the floor --max-group-ratio sets
+    monkeypatch.setenv("ISODEPLOY_CACHE_DIR", str(tmp_path))
+    settings = lambda: LatencySettings(budget=parse_latency_budget("0.85"), batch=4, threads=2,  # noqa: E731
+                                       measurer=lambda d, e: StairRuntime(d, e))
+    prune_to_latency(_mlp(), torch.randn(2, 32), PruneConfig(), settings())
+    other = prune_to_latency(_mlp(), torch.randn(2, 32), PruneConfig(max_group_ratio=0.5), settings())
+    assert not other.spec["latency"]["table"]["reused"] and len(list((tmp_path / "latency").glob("*.json"))) == 2

@@ -20,8 +20,8 @@ from isodeploy.core.errors import IsodeployError
 from isodeploy.latency.table import TABLE_SCHEMA, LatencyTable
 
 #: Fingerprint entries a reused table must match (all of them: the table's numbers depend on each).
-FINGERPRINT_KEYS = ("schema", "model", "structure", "runtime", "runtime_version", "device", "processor", "cores", "threads",
-                    "batch", "precision", "grid", "round_to")
+FINGERPRINT_KEYS = ("schema", "structure", "runtime", "runtime_version", "device", "processor", "cores", "threads",
+                    "batch", "precision", "grid", "round_to", "max_group_ratio")
 
 
 def cache_root() -> Path:
@@ -41,10 +41,13 @@ def structure_digest(grouping: Any, input_shape: list[int]) -> str:
 
 
 def fingerprint(*, model: str, structure: str, runtime: str, runtime_version: str, device: str, processor: str, cores: int,
-                threads: int, batch: int, precision: str, grid: list[float], round_to: int) -> dict[str, Any]:
+                threads: int, batch: int, precision: str, grid: list[float], round_to: int, max_group_ratio: float) -> dict[str, Any]:
+    """``model`` names the file for people; the ``structure`` digest, not the name, decides reuse
+    (``prune torchvision:resnet50`` and ``prune-export`` of it share a table)."""
     return {"schema": TABLE_SCHEMA, "model": model, "structure": structure, "runtime": runtime, "runtime_version": runtime_version,
             "device": device, "processor": processor, "cores": cores, "threads": threads, "batch": batch, "precision": precision,
-            "grid": [round(g, 4) for g in grid], "round_to": round_to, "machine": platform.machine()}
+            "grid": [round(g, 4) for g in grid], "round_to": round_to, "max_group_ratio": round(float(max_group_ratio), 6),
+            "machine": platform.machine()}
 
 
 def key_of(fp: dict[str, Any]) -> str:
@@ -52,12 +55,20 @@ def key_of(fp: dict[str, Any]) -> str:
 
 
 def cache_file(fp: dict[str, Any]) -> Path:
+    """``latency/<model>-<key>.json``; an existing file of the same key under another model name is reused."""
+    folder, key = cache_root() / "latency", key_of(fp)
+    if folder.is_dir():
+        found = sorted(p for p in folder.glob(f"*-{key}.json") if p.is_file())
+        if found:
+            return found[0]
     slug = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(fp["model"]))[:60]
-    return cache_root() / "latency" / f"{slug}-{key_of(fp)}.json"
+    return folder / f"{slug}-{key}.json"
 
 
 def mismatch(table: LatencyTable, fp: dict[str, Any]) -> str | None:
     """The first fingerprint entry where ``table`` differs from this run, as 'threads 2 ≠ 4'; None if it fits."""
+    if not isinstance(table.fingerprint, dict):
+        return "the table has no fingerprint"
     for k in FINGERPRINT_KEYS:
         if table.fingerprint.get(k) != fp.get(k):
             return f"{k} {table.fingerprint.get(k)!r} in the table ≠ {fp.get(k)!r} here"

@@ -79,14 +79,18 @@ class Measurer:
         import os
 
         self.work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix=f"isodeploy-bench-{os.getpid()}-latency-"))
-        self.work.mkdir(parents=True, exist_ok=True)
-        self._count = itertools.count()
-        self.precision = "fp16" if runtime == "trt" else "fp32"
-        self.processor = self._gpu_name() if device == "cuda" else cpu_model()
-        self.cores = usable_cores()
-        self.runtime_version = self._runtime_version()
-        self._dense_step_s: float | None = None
-        self.dense = self.open(dense, "dense")
+        try:
+            self.work.mkdir(parents=True, exist_ok=True)
+            self._count = itertools.count()
+            self.precision = "fp16" if runtime == "trt" else "fp32"
+            self.processor = self._gpu_name() if device == "cuda" else cpu_model()
+            self.cores = usable_cores()
+            self.runtime_version = self._runtime_version()
+            self._dense_step_s: float | None = None
+            self.dense = self.open(dense, "dense")
+        except BaseException:  # a dense model that does not export or open leaves no work folder behind
+            self.close()
+            raise
 
     def _runtime_version(self) -> str:
         if self.runtime == "trt":
@@ -130,9 +134,9 @@ class Measurer:
 
     def quick_dense_ms(self) -> float:
         """A few steps of the dense model: enough to refuse a time budget above it before the table is built."""
-        from isodeploy.benchmarking.latency import time_host
+        from isodeploy.benchmarking.latency import time_steps
 
-        return sorted(time_host(self.dense.timed.step, warmup=1, iters=3))[1]
+        return sorted(time_steps(self.dense.timed, warmup=1, iters=3))[1]  # CUDA events on the GPU: queued work counts
 
     def pair(self, variant: _Timed, protocol: Protocol | None = None, reporter: Any = None) -> Paired:
         """``variant`` ÷ dense by the adaptive schedule (the dense model is a headline side, not rationed).

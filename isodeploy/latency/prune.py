@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable
 import torch
 
 from isodeploy.benchmarking.protocol import Protocol
-from isodeploy.core.errors import ParameterError
+from isodeploy.core.errors import IsodeployError, ParameterError
 from isodeploy.latency.measure import measurer_factory
 from isodeploy.latency.search import TOLERANCE, LatencySettings, _State, planner_for
 from isodeploy.pruning.plan import PruneConfig
@@ -93,22 +93,40 @@ def prune_to_latency(model: torch.nn.Module, example: Any, cfg: PruneConfig, set
                                 input_meta=input_meta, verify=verify, planner=planner)
 
         result = run()
+        state.adopt(result.plan)
         attempts = [_measure(state, result)]
-        chosen = attempts[0]
+        chosen, kept_state, correction = attempts[0], _snapshot(state), None
         if abs(chosen.budget_error) > TOLERANCE:
             factor = (chosen.measured_ratio["value"] / chosen.predicted_ratio) or 1.0
             state.target = chosen.budget_ratio / factor
             say(f"latency: measured {chosen.budget_error:+.1%} off the budget; one corrective solve at {state.target:.3f}× "
                 f"(the prediction was off by {chosen.prediction_error:+.1%})")
-            second = run()
-            attempts.append(_measure(state, second))
-            if _rank(attempts[1]) <= _rank(chosen):
-                result, chosen = second, attempts[1]
+            try:
+                second = run()
+            except IsodeployError as exc:  # the corrected target is out of the table's reach: keep the first result
+                correction = f"the corrective solve at {state.target:.3f}× found no plan ({exc}); the first result stands"
+                say(f"latency: {correction}")
+            else:
+                state.adopt(second.plan)
+                attempts.append(_measure(state, second))
+                if _rank(attempts[1]) <= _rank(chosen):
+                    result, chosen, kept_state = second, attempts[1], _snapshot(state)
+        _restore(state, kept_state)
         result.spec["latency"] = _report(state, attempts, chosen)
+        if correction:
+            result.spec["latency"]["correction_failed"] = correction
         result.spec["config"]["target_latency"] = settings.budget.text
         return result
     finally:
         measurer.close()
+
+
+def _snapshot(state: _State) -> tuple:
+    return state.predicted, state.chosen, state.table, state.table_file, state.table_reused
+
+
+def _restore(state: _State, snap: tuple) -> None:
+    state.predicted, state.chosen, state.table, state.table_file, state.table_reused = snap
 
 
 def _rank(attempt: Attempt) -> tuple[bool, float]:

@@ -61,20 +61,30 @@ class _State:
     table_reused: bool = False
     predicted: float | None = None
     chosen: dict[int, Option] = field(default_factory=dict)
+    tables: dict[str, tuple[LatencyTable, Path | None, bool]] = field(default_factory=dict)  # key → (table, file, reused)
+    by_plan: dict[int, tuple] = field(default_factory=dict)  # id(plan) → what the planner knew when it made it
+
+    def adopt(self, plan: PrunePlan) -> None:
+        """Make the state describe ``plan`` (the one the prune kept, e.g. not an attention-tie retry it dropped)."""
+        known = self.by_plan.get(id(plan))
+        if known is not None:
+            self.predicted, self.chosen, self.table, self.table_file, self.table_reused = known
 
 
 def _fingerprint(state: _State, grouping: Grouping, cfg: PruneConfig, name: str, example: torch.Tensor) -> dict[str, Any]:
     m = state.measurer
     return cache.fingerprint(model=name, structure=cache.structure_digest(grouping, list(example.shape[1:])), runtime=m.runtime,
                              runtime_version=m.runtime_version, device=m.device, processor=m.processor, cores=m.cores, threads=m.threads,
-                             batch=m.batch, precision=m.precision, grid=list(state.settings.grid), round_to=cfg.round_to)
+                             batch=m.batch, precision=m.precision, grid=list(state.settings.grid), round_to=cfg.round_to,
+                             max_group_ratio=cfg.max_group_ratio)
 
 
 def _table(state: _State, grouping: Grouping, scores: dict, cfg: PruneConfig, frozen: frozenset[int], name: str,
            example: torch.Tensor) -> LatencyTable:
     fp = _fingerprint(state, grouping, cfg, name, example)
     key = cache.key_of(fp)
-    if state.table is not None and state.table.key == key:
+    if key in state.tables:  # the self-check's re-plans, an attention-tie retry, the corrective step
+        state.table, state.table_file, state.table_reused = state.tables[key]
         return state.table
     s = state.settings
     path = s.table_path or cache.cache_file(fp)
@@ -93,23 +103,36 @@ def _table(state: _State, grouping: Grouping, scores: dict, cfg: PruneConfig, fr
             state.say(f"warning: the machine was busy while the latency table was timed (other processes used "
                       f"{table.load['other_cores']:.2f} of {table.load['cores']} cores): "
                       + ("it is written as asked, but its steps may be off" if s.table_path else "not cached, so the next run times it again"))
-        if s.table_path or (s.use_cache and not busy):
-            cache.save_table(path, table)
-            state.say(f"latency table: saved {path} ({table.build_seconds:.0f} s, {table.measurements} measurements)")
+        failed = [c for c in table.classes if c.unmeasurable and not c.unmeasurable.startswith("frozen")]
+        if failed and not s.table_path:
+            state.say(f"warning: {len(failed)} class(es) could not be timed cut ({failed[0].unmeasurable}); they stay dense "
+                      "and the table is not cached, so the next run tries again")
+        if s.table_path or (s.use_cache and not busy and not failed):
+            try:
+                cache.save_table(path, table)
+                state.say(f"latency table: saved {path} ({table.build_seconds:.0f} s, {table.measurements} measurements)")
+            except IsodeployError as exc:
+                if s.table_path:
+                    raise
+                state.say(f"warning: the latency table is not cached ({exc}); set ISODEPLOY_CACHE_DIR to a writable folder")
+                path = None
         else:
             path = None
     state.table, state.table_file = table, (path if (s.use_cache or s.table_path) else None)
+    state.tables[key] = (table, state.table_file, state.table_reused)
     return table
 
 
 def _loss_of(grouping: Grouping, scores: dict, cfg: PruneConfig, class_id: int, params0: int, frozen: frozenset[int]):
-    """An option's loss: parameters removed × (importance share removed ÷ channel share removed) within the class."""
+    """(loss, real width) of cutting the class to ``keep``: the loss is parameters removed × (importance share
+    removed ÷ channel share removed) within the class; the width is what the plan's rounding really leaves."""
     iso = next(c for c in grouping.classes if c.id == class_id)
     total = sum(float(scores[i].abs().sum()) for i in iso.group_ids) or 1.0
     width = sum(grouping.groups[i].width for i in iso.group_ids)
 
-    def loss(keep: float) -> float:
+    def loss(keep: float) -> tuple[float, int]:
         plan = plan_for_classes(grouping, scores, cfg, {class_id: 1.0 - keep}, frozen)
+        real = sum(plan.widths_after[i] for i in iso.group_ids)
         removed_imp = removed_ch = 0.0
         for i in iso.group_ids:
             kept = set(plan.keep.get(i, range(grouping.groups[i].width)))
@@ -118,9 +141,9 @@ def _loss_of(grouping: Grouping, scores: dict, cfg: PruneConfig, class_id: int, 
             removed_ch += len(gone)
             removed_imp += float(s[gone].sum()) if gone else 0.0
         if removed_ch == 0:
-            return 0.0
+            return 0.0, real
         share = (removed_imp / total) / (removed_ch / width)
-        return max(0, params0 - plan.params_after) * share
+        return max(0, params0 - plan.params_after) * share, real
 
     return loss
 
@@ -164,6 +187,7 @@ def planner_for(state: _State, name: str, example: torch.Tensor):
         if state.target is None:
             state.target = state.settings.budget.fraction_of(table.dense_ms)
         result, state.predicted, state.chosen = choose(table, grouping, scores, cfg, state.target, frozen)
+        state.by_plan[id(result)] = (state.predicted, state.chosen, state.table, state.table_file, state.table_reused)
         state.say(f"latency solver: predicted {state.predicted:.3f}× dense for a target of {state.target:.3f}×")
         return result
 

@@ -81,28 +81,36 @@ def predict(table: LatencyTable, options: dict[int, Option], macs_exact: int) ->
     return max(1e-3, 1.0 - saved + cross)
 
 
-def class_options(ct: ClassTable, dense_macs: int, loss_of: Callable[[float], float], noise: float,
+def class_options(ct: ClassTable, dense_macs: int, realize: Callable[[float], tuple[float, int]], noise: float,
                   between: int = SUBSTEPS) -> list[Option]:
     """Dense, every measured step where latency actually drops, and ``between - 1`` widths between two such
-    steps (latency and MACs linear there).
+    steps (latency and MACs linear there). ``realize(keep)`` gives an option's loss and the width the
+    plan's rounding really leaves; a width that rounds back to dense or repeats another is no option.
 
     The staircase is kept: a step that saves no more than a wider one (within the noise) is no option —
     it costs capacity and buys nothing — and it moves the start of the next drop to its own width, so
     interpolation never runs across a flat stretch."""
     out = [Option(ct.class_id, 1.0, ct.width, 0.0, 0, 0.0)]
+    seen = {ct.width}
     best, flat_width, flat_macs = 0.0, ct.width, 0
     for s in sorted(ct.steps, key=lambda s: -s.width):
         saved, macs_saved = 1.0 - s.ratio, dense_macs - s.macs
         if saved <= best + noise:  # flat: the drop starts below this width
             flat_width, flat_macs = s.width, max(flat_macs, macs_saved)
             continue
+        span = max(1, flat_width - s.width)
         for k in range(1, between):
-            t = k / between
-            width = flat_width + t * (s.width - flat_width)
-            keep = width / ct.width
-            out.append(Option(ct.class_id, keep, int(round(width)), best + t * (saved - best),
-                              int(flat_macs + t * (macs_saved - flat_macs)), loss_of(keep)))
-        out.append(Option(ct.class_id, s.keep, s.width, saved, macs_saved, loss_of(s.keep)))
+            keep = (flat_width - k / between * (flat_width - s.width)) / ct.width
+            loss, width = realize(keep)
+            if width in seen or not s.width < width < flat_width:
+                continue
+            seen.add(width)
+            t = (flat_width - width) / span  # the saving at the width the rounding really leaves
+            out.append(Option(ct.class_id, keep, width, best + t * (saved - best), int(flat_macs + t * (macs_saved - flat_macs)), loss))
+        loss, width = realize(s.keep)
+        if width not in seen:
+            seen.add(width)
+            out.append(Option(ct.class_id, s.keep, s.width, saved, macs_saved, loss))
         best, flat_width, flat_macs = saved, s.width, macs_saved
     return out
 

@@ -85,6 +85,8 @@ class LatencyTable:
                 for s in c.steps:
                     if not (0 < s.ratio < 10 and 0 < s.width <= c.width):
                         raise ValueError(f"class {c.class_id}: step width {s.width} ratio {s.ratio}")
+            if not isinstance(table.fingerprint, dict):
+                raise ValueError("fingerprint is not an object")
             if not table.dense_ms > 0:
                 raise ValueError(f"dense_ms {table.dense_ms}")
             return table
