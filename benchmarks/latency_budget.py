@@ -81,7 +81,7 @@ def run_model(name: str, budgets: list[float], batch: int, threads: int, final_b
     from isodeploy.latency.budget import parse_latency_budget
     from isodeploy.latency.measure import Measurer
     from isodeploy.latency.prune import prune_to_latency
-    from isodeploy.latency.search import LatencySettings
+    from isodeploy.latency.settings import LatencySettings
     from isodeploy.pruning.plan import PruneConfig
 
     os.environ["ISODEPLOY_CACHE_DIR"] = str(cache)

@@ -15,7 +15,7 @@ from isodeploy.core.errors import IsodeployError, ParameterError
 from isodeploy.latency.budget import LatencyBudget, parse_latency_budget
 from isodeploy.latency.measure import Paired
 from isodeploy.latency.prune import prune_to_latency
-from isodeploy.latency.search import LatencySettings
+from isodeploy.latency.settings import LatencySettings
 from isodeploy.latency.solver import Option, solve
 from isodeploy.pruning.plan import PruneConfig
 

@@ -195,19 +195,16 @@ def load(folder: str | Path, model: nn.Module | str | None = None, trust: bool =
 # -- helpers ----------------------------------------------------------------------------------------------
 def _latency(target_latency: Any, latency: Any, **ratios: Any):
     """The checked latency settings, or None; ratios or a preset beside a latency target are a contradiction."""
-    from isodeploy.latency.search import LatencySettings
+    from isodeploy.latency.budget import parse_latency_budget
+    from isodeploy.latency.settings import LatencySettings, make_settings, refuse_explicit_cuts
 
     if latency is not None and not isinstance(latency, LatencySettings):
         raise ParameterError("latency", f"must come from isodeploy.latency_settings(...); got {type(latency).__name__}")
     if target_latency is None and latency is None:
         return None
     if target_latency is not None:
-        from isodeploy.api.latency import latency_settings
-
-        latency = latency_settings(target_latency) if latency is None else replace(latency, budget=latency_settings(target_latency).budget)
-    given = [f"{k}=" for k, v in ratios.items() if v not in (None, {})]
-    if given:
-        raise IsodeployError(f"target_latency= chooses how much each class gives up: drop {', '.join(given)} (target_macs= may stay: both must hold)")
+        latency = make_settings(target_latency) if latency is None else replace(latency, budget=parse_latency_budget(target_latency))
+    refuse_explicit_cuts([f"{k}=" for k, v in ratios.items() if v not in (None, {})], "target_latency=", "target_macs=")
     return latency
 
 

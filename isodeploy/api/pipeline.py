@@ -17,7 +17,6 @@ from typing import Any, Callable
 
 from isodeploy.api.files import Warn, check_report_paths, warn_python, write_json_atomic
 from isodeploy.api.model_args import model_argument_warnings
-from isodeploy.core.errors import IsodeployError
 from isodeploy.benchmarking.progress import CallbackReporter
 from isodeploy.pipeline.run import KNOWN_OUTPUTS, PipelineOptions, PipelineResult, run_pipeline
 from isodeploy.pipeline.summary import print_summary
@@ -51,11 +50,10 @@ def prune_export(model: str, output: str | Path, *, target: str = "onnx", preset
         warn(line)
     output = Path(output)
     if target_latency is not None:
-        from isodeploy.api.latency import latency_settings
+        from isodeploy.latency.settings import make_settings, refuse_explicit_cuts
 
-        latency_settings(target_latency, latency_table=latency_table, batch=bench_batch, threads=threads)  # one line, before any stage
-        if preset is not None or ratio is not None:
-            raise IsodeployError("--target-latency chooses how much each class gives up: drop --preset/--ratio")
+        make_settings(target_latency, latency_table=latency_table, batch=bench_batch, threads=threads)  # one line, before any stage
+        refuse_explicit_cuts([flag for flag, v in (("--preset", preset), ("--ratio", ratio)) if v is not None])
     elif latency_table is not None:
         warn("--latency-table is ignored without --target-latency")
     check_report_paths({"--json": json_path}, inputs=[model, weights], folders=[(output, KNOWN_OUTPUTS)])

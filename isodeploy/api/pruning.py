@@ -91,17 +91,10 @@ def prune_to_folder(model: str, output: str | Path, *, preset: str | None = None
     explicit = dict(ratio=ratio, embed_ratio=embed_ratio, mlp_ratio=mlp_ratio, head_ratio=head_ratio, head_dim_ratio=head_dim_ratio)
     latency = None
     if target_latency is not None:
-        from isodeploy.api.latency import latency_settings
+        from isodeploy.latency.settings import make_settings, refuse_explicit_cuts
 
-        try:
-            latency = latency_settings(target_latency, latency_table=latency_table, runtime=latency_runtime, batch=bench_batch, threads=threads)
-        except ParameterError as exc:  # the command's flags for what the API calls runtime= and batch=
-            exc.flag = {"runtime": "--latency-runtime", "batch": "--bench-batch"}.get(exc.param, exc.flag)
-            raise
-        given = [f"--{k.replace('_', '-')}" for k, v in (("preset", preset), *explicit.items()) if v is not None]
-        if given:
-            raise IsodeployError(f"--target-latency chooses how much each class gives up: drop {', '.join(given)} "
-                                 "(--target-macs may stay: both must hold)")
+        latency = make_settings(target_latency, latency_table=latency_table, runtime=latency_runtime, batch=bench_batch, threads=threads)
+        refuse_explicit_cuts([f"--{k.replace('_', '-')}" for k, v in (("preset", preset), *explicit.items()) if v is not None])
     elif latency_table is not None or bench_batch is not None or threads is not None or latency_runtime != "ort":
         warn("--latency-table, --bench-batch, --threads and --latency-runtime are ignored without --target-latency")
     recipe = None if latency else (preset or default_preset(model))

@@ -42,10 +42,10 @@ def prune(
     from rich.console import Console
 
     from isodeploy.api import print_prune_summary, prune_to_folder
-    from isodeploy.commands.common import live_status, warn
+    from isodeploy.commands.common import flags_as, live_status, warn
 
     console = Console()
-    with live_status(console) as status:
+    with live_status(console) as status, flags_as({"runtime": "--latency-runtime", "batch": "--bench-batch"}):
         run = prune_to_folder(
             model, output, preset=preset, ratio=ratio, embed_ratio=embed_ratio, mlp_ratio=mlp_ratio, head_ratio=head_ratio,
             head_dim_ratio=head_dim_ratio, ranking=ranking, importance=importance, norm=norm, calib_data=calib_data,

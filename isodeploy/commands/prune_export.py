@@ -45,10 +45,10 @@ def prune_export(
 
     from isodeploy.api import CallbackReporter, print_pipeline_summary
     from isodeploy.api import prune_export as run_prune_export
-    from isodeploy.commands.common import live_status, warn
+    from isodeploy.commands.common import flags_as, live_status, warn
 
     console = Console()
-    with live_status(console) as status:
+    with live_status(console) as status, flags_as({"batch": "--bench-batch"}):
         def say(message: str) -> None:
             console.print(message)
             status(message)

@@ -205,17 +205,7 @@ def export_onnx(
     start = time.perf_counter()
     work = make_temp_dir(out_path.parent, f"{out_path.name}.raw")
     try:
-        raw = work / "raw.onnx"
-        used, fallback = _export_raw(exporter, model, example, raw, opset, outputs, dynamic_batch)
-        exported = load_onnx(raw)
-        needed = needs_newer_opset(exported, opset)
-        if needed is not None:  # the exporter wrote an op of a newer opset under the old number
-            if opset != MIN_OPSET:
-                raise IsodeployError(f"the exporter wrote {needed[1]} at --opset {opset}; pass --opset {needed[0]}")
-            opset = needed[0]
-            used, fallback = _export_raw(exporter, model, example, raw, opset, outputs, dynamic_batch)
-            fallback = "; ".join(filter(None, [fallback, f"exported at opset {opset}: the graph has {needed[1]}"]))
-            exported = load_onnx(raw)
+        used, fallback, opset, exported = _export_at_needed_opset(exporter, model, example, work / "raw.onnx", opset, outputs, dynamic_batch)
         onnx_model = clean_graph(exported, fold=fold_constants)
         meta = build_metadata(loaded, used, opset)
         set_metadata(onnx_model, meta)
@@ -257,24 +247,36 @@ def describe(report: ExportReport) -> str:
             f"opset {report.opset}, input {report.input_name} {json.dumps(report.input_shape)}, {report.seconds:.1f} s")
 
 
+def _export_at_needed_opset(exporter: str | None, model: Any, example: Any, raw: Path, opset: int, outputs: list[str],
+                            dynamic: bool) -> tuple[str, str | None, int, Any]:
+    """Export to ``raw`` and load it; at the default opset, export again at the opset the graph really needs
+    (a newer op form under the old number); at an opset the user chose, say which one to pass.
+    Returns (exporter used, fallback reason, opset, the loaded model)."""
+    from isodeploy.core.onnx_io import load_onnx
+
+    used, fallback = _export_raw(exporter, model, example, raw, opset, outputs, dynamic)
+    exported = load_onnx(raw)
+    needed = needs_newer_opset(exported, opset)
+    if needed is not None:
+        if opset != MIN_OPSET:
+            raise IsodeployError(f"the exporter wrote {needed[1]} at --opset {opset}; pass --opset {needed[0]}")
+        opset = needed[0]
+        used, fallback = _export_raw(exporter, model, example, raw, opset, outputs, dynamic)
+        fallback = "; ".join(filter(None, [fallback, f"exported at opset {opset}: the graph has {needed[1]}"]))
+        exported = load_onnx(raw)
+    return used, fallback, opset, exported
+
+
 def export_for_timing(model: Any, example: Any, path: Path, *, fold_constants: bool = True) -> int:
     """Export ``model`` at the fixed shape of ``example`` to ``path`` the way :func:`export_onnx` does
     (same exporter order, opset fallback and clean-up), without metadata or checks: for the many short-lived
     variants a latency table times. Returns the opset used."""
-    from isodeploy.core.onnx_io import load_onnx, save_onnx_atomic
+    from isodeploy.core.onnx_io import save_onnx_atomic
     from isodeploy.export.onnx_clean import clean_graph
 
     path = Path(path)
-    raw = path.with_name(path.stem + ".raw.onnx")
     model = model.eval()
-    outputs = _output_names(model, example)
-    opset = MIN_OPSET
-    _export_raw(None, model, example, raw, opset, outputs, False)
-    exported = load_onnx(raw)
-    needed = needs_newer_opset(exported, opset)
-    if needed is not None:
-        opset = needed[0]
-        _export_raw(None, model, example, raw, opset, outputs, False)
-        exported = load_onnx(raw)
+    _, _, opset, exported = _export_at_needed_opset(None, model, example, path.with_name(path.stem + ".raw.onnx"), MIN_OPSET,
+                                                   _output_names(model, example), False)
     save_onnx_atomic(clean_graph(exported, fold=fold_constants), path)
     return opset

@@ -10,7 +10,8 @@ import torch
 from isodeploy.benchmarking.protocol import Protocol
 from isodeploy.core.errors import IsodeployError, ParameterError
 from isodeploy.latency.measure import measurer_factory
-from isodeploy.latency.search import TOLERANCE, LatencySettings, _State, planner_for
+from isodeploy.latency.search import TOLERANCE, TableUse, _State, planner_for
+from isodeploy.latency.settings import LatencySettings
 from isodeploy.pruning.plan import PruneConfig
 from isodeploy.pruning.pruner import PruneResult, example_batch, prune_module
 
@@ -39,6 +40,7 @@ class Attempt:
 
 def _measure(state: _State, result: PruneResult) -> Attempt:
     settings, measurer = state.settings, state.measurer
+    decision = state.decision(result.plan)
     state.say(f"latency check: timing the pruned model against the dense one (adaptive, ≤ {settings.check_budget_s:g} s)")
     from isodeploy.benchmarking.loadwatch import LoadWatch
 
@@ -53,16 +55,16 @@ def _measure(state: _State, result: PruneResult) -> Attempt:
     measured = paired.ratio.value
     error = paired.variant_ms.value / budget.ms - 1 if budget.ms is not None else measured / budget.fraction - 1
     target_now = budget.ms / paired.dense_ms.value if budget.ms is not None else budget.fraction
-    attempt = Attempt(target_ratio=state.target, predicted_ratio=state.predicted, measured_ratio=paired.ratio.to_dict(),
+    attempt = Attempt(target_ratio=state.target, predicted_ratio=decision.predicted, measured_ratio=paired.ratio.to_dict(),
                       measured_ms=paired.variant_ms.to_dict(), dense_ms=paired.dense_ms.to_dict(), budget_error=error,
-                      prediction_error=measured / state.predicted - 1, macs_after=result.plan.macs_after,
+                      prediction_error=measured / decision.predicted - 1, macs_after=result.plan.macs_after,
                       params_after=result.plan.params_after, rounds=paired.rounds, stop=paired.stop, budget_ratio=target_now,
-                      load=load.to_dict(), classes=[o.to_dict() for o in state.chosen.values()])
+                      load=load.to_dict(), classes=[o.to_dict() for o in decision.chosen.values()])
     if load.busy:
         state.say(f"warning: the machine was busy during the latency check ({load.describe()}); the measurement may be off")
     state.say(f"latency check: {paired.variant_ms.value:.4g} ms = {measured:.3f}× dense (95 % CI {paired.ratio.ci_low:.3f}–"
               f"{paired.ratio.ci_high:.3f}); budget {budget.describe(paired.dense_ms.value)}, off by {error:+.1%}; "
-              f"predicted {state.predicted:.3f}× ({attempt.prediction_error:+.1%})")
+              f"predicted {decision.predicted:.3f}× ({attempt.prediction_error:+.1%})")
     return attempt
 
 
@@ -93,9 +95,8 @@ def prune_to_latency(model: torch.nn.Module, example: Any, cfg: PruneConfig, set
                                 input_meta=input_meta, verify=verify, planner=planner)
 
         result = run()
-        state.adopt(result.plan)
         attempts = [_measure(state, result)]
-        chosen, kept_state, correction = attempts[0], _snapshot(state), None
+        chosen, correction = attempts[0], None
         if abs(chosen.budget_error) > TOLERANCE:
             factor = (chosen.measured_ratio["value"] / chosen.predicted_ratio) or 1.0
             state.target = chosen.budget_ratio / factor
@@ -107,12 +108,10 @@ def prune_to_latency(model: torch.nn.Module, example: Any, cfg: PruneConfig, set
                 correction = f"the corrective solve at {state.target:.3f}× found no plan ({exc}); the first result stands"
                 say(f"latency: {correction}")
             else:
-                state.adopt(second.plan)
                 attempts.append(_measure(state, second))
                 if _rank(attempts[1]) <= _rank(chosen):
-                    result, chosen, kept_state = second, attempts[1], _snapshot(state)
-        _restore(state, kept_state)
-        result.spec["latency"] = _report(state, attempts, chosen)
+                    result, chosen = second, attempts[1]
+        result.spec["latency"] = _report(state, attempts, chosen, state.decision(result.plan).table)
         if correction:
             result.spec["latency"]["correction_failed"] = correction
         result.spec["config"]["target_latency"] = settings.budget.text
@@ -121,21 +120,13 @@ def prune_to_latency(model: torch.nn.Module, example: Any, cfg: PruneConfig, set
         measurer.close()
 
 
-def _snapshot(state: _State) -> tuple:
-    return state.predicted, state.chosen, state.table, state.table_file, state.table_reused
-
-
-def _restore(state: _State, snap: tuple) -> None:
-    state.predicted, state.chosen, state.table, state.table_file, state.table_reused = snap
-
-
 def _rank(attempt: Attempt) -> tuple[bool, float]:
     """Better attempt first: one that keeps the budget (within the tolerance) beats one that breaks it, then the closer."""
     return attempt.budget_error > TOLERANCE, abs(attempt.budget_error)
 
 
-def _report(state: _State, attempts: list[Attempt], chosen: Attempt) -> dict[str, Any]:
-    s, m, t = state.settings, state.measurer, state.table
+def _report(state: _State, attempts: list[Attempt], chosen: Attempt, use: TableUse) -> dict[str, Any]:
+    s, m, t = state.settings, state.measurer, use.table
     return {
         "budget": s.budget.to_dict(),
         "runtime": m.runtime, "runtime_version": m.runtime_version, "device": m.device, "precision": m.precision,
@@ -145,7 +136,7 @@ def _report(state: _State, attempts: list[Attempt], chosen: Attempt) -> dict[str
         "budget_error": chosen.budget_error, "within_tolerance": abs(chosen.budget_error) <= TOLERANCE,
         "corrective_step": len(attempts) > 1, "attempts": [asdict(a) for a in attempts],
         "solver": SOLVER,
-        "table": {"path": str(state.table_file) if state.table_file else None, "key": t.key, "reused": state.table_reused,
+        "table": {"path": str(use.file) if use.file else None, "key": t.key, "reused": use.reused,
                   "build_seconds": t.build_seconds, "measurements": t.measurements, "noise": t.noise, "slope": t.slope,
                   "dense_ms": t.dense_ms, "load": t.load},
     }

@@ -9,42 +9,41 @@ more with the target divided by the measured ÷ predicted error, and the closer 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from isodeploy.benchmarking.protocol import Protocol
 from isodeploy.core.errors import IsodeployError
 from isodeploy.graph.analysis import Grouping
 from isodeploy.latency import cache
-from isodeploy.latency.budget import LatencyBudget
-from isodeploy.latency.build import DEFAULT_GRID, build_table
+from isodeploy.latency.build import build_table
+from isodeploy.latency.settings import LatencySettings
 from isodeploy.latency.solver import BINS, Option, class_options, predict, solve
 from isodeploy.latency.table import LatencyTable
 from isodeploy.pruning.plan import PruneConfig, PrunePlan, plan_for_classes
 
 TOLERANCE = 0.05  # a measured miss beyond this runs the corrective step
-CHECK_BUDGET_S = 60.0  # the final measurement: the bench's adaptive protocol with this budget
 
 
-@dataclass
-class LatencySettings:
-    """Where and how latency is measured; the bench's runtime, device, batch and threads."""
+@dataclass(frozen=True)
+class TableUse:
+    """A table and how this run came by it."""
 
-    budget: LatencyBudget
-    runtime: str = "ort"
-    device: str = "cpu"
-    batch: int = 8
-    threads: int | None = None
-    table_path: Path | None = None  # --latency-table: read it when it fits, build it there when missing
-    use_cache: bool = True
-    grid: tuple[float, ...] = DEFAULT_GRID
-    check_budget_s: float = CHECK_BUDGET_S
-    step_budget_s: float | None = None  # seconds per table step (None: STEP_PROTOCOL's); effort, not in the fingerprint
-    work_dir: Path | None = None
-    measurer: Callable[[Any, Any], Any] | None = None  # (dense model, example batch) → a Measurer; tests pass a synthetic one
+    table: LatencyTable
+    file: Path | None  # where it is stored (None: not cached)
+    reused: bool
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the planner knew when it made one plan: the report describes the plan the prune kept
+    (not, say, an attention-tie retry it dropped) by looking its decision up."""
+
+    predicted: float
+    chosen: dict[int, Option]
+    table: TableUse
 
 
 @dataclass
@@ -56,19 +55,11 @@ class _State:
     say: Callable[[str], None]
     model: torch.nn.Module
     target: float | None = None  # the solver's target ratio (the budget, or the corrected one)
-    table: LatencyTable | None = None
-    table_file: Path | None = None
-    table_reused: bool = False
-    predicted: float | None = None
-    chosen: dict[int, Option] = field(default_factory=dict)
-    tables: dict[str, tuple[LatencyTable, Path | None, bool]] = field(default_factory=dict)  # key → (table, file, reused)
-    by_plan: dict[int, tuple] = field(default_factory=dict)  # id(plan) → what the planner knew when it made it
+    tables: dict[str, TableUse] = field(default_factory=dict)  # fingerprint key → table
+    decisions: dict[int, Decision] = field(default_factory=dict)  # id(plan) → its decision
 
-    def adopt(self, plan: PrunePlan) -> None:
-        """Make the state describe ``plan`` (the one the prune kept, e.g. not an attention-tie retry it dropped)."""
-        known = self.by_plan.get(id(plan))
-        if known is not None:
-            self.predicted, self.chosen, self.table, self.table_file, self.table_reused = known
+    def decision(self, plan: PrunePlan) -> Decision:
+        return self.decisions[id(plan)]
 
 
 def _fingerprint(state: _State, grouping: Grouping, cfg: PruneConfig, name: str, example: torch.Tensor) -> dict[str, Any]:
@@ -80,24 +71,22 @@ def _fingerprint(state: _State, grouping: Grouping, cfg: PruneConfig, name: str,
 
 
 def _table(state: _State, grouping: Grouping, scores: dict, cfg: PruneConfig, frozen: frozenset[int], name: str,
-           example: torch.Tensor) -> LatencyTable:
+           example: torch.Tensor) -> TableUse:
     fp = _fingerprint(state, grouping, cfg, name, example)
     key = cache.key_of(fp)
     if key in state.tables:  # the self-check's re-plans, an attention-tie retry, the corrective step
-        state.table, state.table_file, state.table_reused = state.tables[key]
-        return state.table
+        return state.tables[key]
     s = state.settings
     path = s.table_path or cache.cache_file(fp)
     table = cache.load_table(path, fp, explicit=s.table_path is not None) if (s.use_cache or s.table_path) else None
-    if table is not None:
+    reused = table is not None
+    if reused:
         state.say(f"latency table: reusing {path} (built in {table.build_seconds:.0f} s, {table.measurements} measurements)")
-        state.table_reused = True
     else:
         state.say(f"latency table: timing {len(grouping.classes)} classes × {len(s.grid)} widths on {state.measurer.runtime} "
                   f"(batch {state.measurer.batch}, {state.measurer.threads} threads)")
         table = build_table(state.model, grouping, scores, cfg, state.measurer, key=key, fingerprint=fp, grid=s.grid, frozen=frozen,
                             say=state.say)
-        state.table_reused = False
         busy = bool(table.load and table.load.get("busy"))
         if busy:
             state.say(f"warning: the machine was busy while the latency table was timed (other processes used "
@@ -118,9 +107,9 @@ def _table(state: _State, grouping: Grouping, scores: dict, cfg: PruneConfig, fr
                 path = None
         else:
             path = None
-    state.table, state.table_file = table, (path if (s.use_cache or s.table_path) else None)
-    state.tables[key] = (table, state.table_file, state.table_reused)
-    return table
+    use = TableUse(table, path if (s.use_cache or s.table_path) else None, reused)
+    state.tables[key] = use
+    return use
 
 
 def _loss_of(grouping: Grouping, scores: dict, cfg: PruneConfig, class_id: int, params0: int, frozen: frozenset[int]):
@@ -183,12 +172,12 @@ def planner_for(state: _State, name: str, example: torch.Tensor):
     """The planner :func:`prune_module` calls: table (built once, cached), then :func:`choose` at the state's target."""
 
     def plan(grouping: Grouping, scores: dict, cfg: PruneConfig, frozen: frozenset[int] = frozenset()) -> PrunePlan:
-        table = _table(state, grouping, scores, cfg, frozen, name, example)
+        use = _table(state, grouping, scores, cfg, frozen, name, example)
         if state.target is None:
-            state.target = state.settings.budget.fraction_of(table.dense_ms)
-        result, state.predicted, state.chosen = choose(table, grouping, scores, cfg, state.target, frozen)
-        state.by_plan[id(result)] = (state.predicted, state.chosen, state.table, state.table_file, state.table_reused)
-        state.say(f"latency solver: predicted {state.predicted:.3f}× dense for a target of {state.target:.3f}×")
+            state.target = state.settings.budget.fraction_of(use.table.dense_ms)
+        result, predicted, chosen = choose(use.table, grouping, scores, cfg, state.target, frozen)
+        state.decisions[id(result)] = Decision(predicted, chosen, use)
+        state.say(f"latency solver: predicted {predicted:.3f}× dense for a target of {state.target:.3f}×")
         return result
 
     return plan

@@ -36,8 +36,9 @@ def _recipe(p: Pipeline):
 
     ref = resolve(p.opts.model)
     if p.opts.target_latency is not None:
-        if p.opts.preset is not None or p.opts.ratio is not None:
-            raise IsodeployError("--target-latency chooses how much each class gives up: drop --preset/--ratio")
+        from isodeploy.latency.settings import refuse_explicit_cuts
+
+        refuse_explicit_cuts([flag for flag, v in (("--preset", p.opts.preset), ("--ratio", p.opts.ratio)) if v is not None])
         return config_from_recipe(None, {})
     recipe = p.opts.preset or (ref.alias.recipe if ref.alias else None)
     if p.opts.ratio is not None and p.opts.preset is None:
@@ -54,13 +55,10 @@ def latency_settings(p: Pipeline):
     (TensorRT FP16 with --target trt, else onnxruntime CPU), batch and threads."""
     if p.opts.target_latency is None:
         return None
-    from isodeploy.latency.search import LatencySettings
-    from isodeploy.latency.budget import parse_latency_budget
+    from isodeploy.latency.settings import make_settings
 
-    trt = p.opts.target == "trt"
-    batch = p.opts.bench_batch or (GPU_BATCH if trt else 8)
-    return LatencySettings(budget=parse_latency_budget(p.opts.target_latency), runtime="trt" if trt else "ort",
-                           device="cuda" if trt else "cpu", batch=batch, threads=p.opts.bench_threads, table_path=p.opts.latency_table)
+    return make_settings(p.opts.target_latency, latency_table=p.opts.latency_table, runtime="trt" if p.opts.target == "trt" else "ort",
+                         batch=p.opts.bench_batch, threads=p.opts.bench_threads)
 
 
 def prune(p: Pipeline) -> bool:
