@@ -40,7 +40,7 @@ TIMM = [
     # CNNs
     "resnet18", "resnet50", "resnext26ts", "convnext_atto", "convnextv2_atto", "mobilenetv2_050", "mobilenetv3_small_050",
     "efficientnet_b0", "regnety_002", "ghostnet_100", "densenet121", "dla34", "hrnet_w18_small", "rexnet_100",
-    "dpn68", "res2net50_14w_8s", "resnest14d", "cspresnet50", "nf_resnet26", "halonet26t", "botnet26t_256",
+    "dpn68", "res2net50_14w_8s", "resnest14d", "cspresnet50", "nf_resnet26", "resnetv2_50x1_bit", "halonet26t", "botnet26t_256",
     "lambda_resnet26t", "selecsls42b", "ese_vovnet19b_dw", "hgnetv2_b0", "starnet_s1", "inception_v3", "xception41",
 ]
 SMALL = 64  # input side used where a model takes any size (or an img_size argument)

@@ -88,53 +88,52 @@ def test_scaled_std_conv_pruned_filters_are_the_dense_ones_on_the_kept_inputs_re
     assert pruned(x).shape == model(x).shape
 
 
-def test_a_weight_standardisation_without_a_gain_keeps_its_fan_in():
-    """timm's StdConv2d has no gain to take the variance change: its fan-in is frozen, with the reason."""
-    from timm.layers.std_conv import StdConv2d
+def _gainless_types():
+    from timm.layers.std_conv import StdConv2d, StdConv2dSame
 
-    model = torch.nn.Sequential(StdConv2d(4, 16, 3), torch.nn.ReLU(), StdConv2d(16, 6, 1)).eval()
+    types = [StdConv2d, StdConv2dSame]
+    try:
+        from transformers.models.bit.modeling_bit import WeightStandardizedConv2d
+    except ImportError:  # the [hf] extra is optional
+        return types
+    return types + [WeightStandardizedConv2d]
+
+
+@pytest.mark.parametrize("conv_type", _gainless_types(), ids=lambda t: t.__name__)
+def test_a_weight_standardisation_without_a_gain_is_baked_and_exact(conv_type, tmp_path):
+    """No gain can take the variance change of a pruned fan-in, so the dense standardised weight is stored
+    and the class becomes Baked…: the pruned model equals the dense one with the cut channels zeroed."""
+    from isodeploy.pruning.standardised import BakedStandardisation
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(conv_type(4, 16, 3), torch.nn.ReLU(), conv_type(16, 6, 1, stride=1)).eval()
+    x = torch.randn(2, 4, 9, 9)
+    result = isodeploy.prune(model, x, ratio=0.5)
+    pruned = result.model
+    assert not result.frozen and pruned[2].in_channels == 8
+    assert isinstance(pruned[2], BakedStandardisation) and not isinstance(pruned[0], BakedStandardisation)
+    kept = [next(i for i in range(16) if torch.equal(model[0].weight[i], row)) for row in pruned[0].weight]
+    mask = torch.zeros(1, 16, 1, 1)
+    mask[:, kept] = 1
+    with torch.no_grad():
+        expected = model[2](model[1](model[0](x)) * mask)
+        assert torch.allclose(pruned(x), expected, atol=1e-5)
+    notes = {m["module"]: m.get("notes", {}) for m in result.spec["modules"]}
+    assert notes["2"].get("standardisation") == "baked" and "standardisation" not in notes.get("0", {})
+
+
+class _OwnStdConv(torch.nn.Conv2d):
+    """A weight standardisation isodeploy has never seen (no gain, no fix-up)."""
+
+    def forward(self, x):
+        w = torch.nn.functional.batch_norm(self.weight.reshape(1, self.out_channels, -1), None, None, training=True,
+                                           eps=1e-6).reshape_as(self.weight)
+        return torch.nn.functional.conv2d(x, w, self.bias)
+
+
+def test_an_unknown_weight_standardisation_keeps_its_fan_in():
+    """A type RESTANDARDISED does not name has no remedy: its fan-in is frozen, with the reason."""
+    model = torch.nn.Sequential(_OwnStdConv(4, 16, 3), torch.nn.ReLU(), _OwnStdConv(16, 6, 1)).eval()
     grouping = isodeploy.analyze(model, torch.randn(2, 4, 8, 8))
     atom = grouping.prop.state_dims["2.weight"][1][0]
     assert "re-standardises every kept weight" in (grouping.prop.atoms.frozen_reason(atom) or "")
-
-
-def test_mixnet_prunes_with_its_stored_split_sizes_updated(tmp_path):
-    """MixNet's MixedConv2d splits its input with a stored list (``torch.split(x, self.splits, 1)``): the
-    self-check froze every class (split_with_sizes expects … to sum exactly to …). A fix-up sets the list
-    from the child convs; a reload restores it."""
-    model = isodeploy.create_model("mixnet_s", weights="random", img_size=32)
-    example = isodeploy.example_inputs(model)
-    result = isodeploy.prune(model, example, ratio=0.3)
-    assert not result.frozen
-    assert result.plan.macs_after < 0.7 * result.plan.macs_before
-    isodeploy.export_onnx(result.model, tmp_path / "m.onnx")
-    assert isodeploy.verify(tmp_path / "m.onnx", reference=result.model, samples=4).passed
-    isodeploy.save(result, tmp_path / "saved")
-    back = isodeploy.load(tmp_path / "saved").eval()
-    with torch.no_grad():
-        assert torch.equal(back(example), result.model.eval()(example))
-
-
-def test_an_edited_split_list_is_refused_on_reload():
-    from timm.layers.mixed_conv2d import MixedConv2d
-
-    from isodeploy.core.errors import IsodeployError
-    from isodeploy.pruning.restore import check_consistent
-
-    module = MixedConv2d(8, 8, [3, 5], depthwise=True)
-    check_consistent(module, "m", {"splits"})
-    module.splits = [5, 3]
-    with pytest.raises(IsodeployError, match="splits"):
-        check_consistent(module, "m", {"splits"})
-
-
-def test_nest_attention_finds_its_heads_among_five_dims(tmp_path):
-    """NesT's attention is (B, heads, blocks, N, E): the heads are the batch dim that came from the qkv
-    weight, not the last one (the image blocks) — it used to freeze every class (100 % MACs kept)."""
-    model = isodeploy.create_model("nest_tiny", weights="random", img_size=64)
-    result = isodeploy.prune(model, isodeploy.example_inputs(model), ratio=0.3)
-    kinds = {c["kind"] for c in result.spec["classes"] if not c["frozen"]}
-    assert {"heads", "head_dim", "hidden"} <= kinds, result.spec["classes"]
-    assert result.spec["macs"]["after"] < 0.8 * result.spec["macs"]["before"]
-    isodeploy.export_onnx(result.model, tmp_path / "m.onnx")
-    assert isodeploy.verify(tmp_path / "m.onnx", reference=result.model, samples=4).passed

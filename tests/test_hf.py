@@ -120,3 +120,59 @@ def test_attention_in_a_submodule_named_self_is_found_and_pruned():
     frozen = {c["kind"]: c["frozen"] for c in result.spec["classes"] if c["kind"] in ("heads", "head_dim")}
     assert frozen and not any(frozen.values()), frozen
     assert any(m["module"].endswith("attention.self") and "attention_head_size" in m["attrs"] for m in result.spec["modules"])
+
+
+TINY_BIT = dict(image_size=32, embedding_size=16, hidden_sizes=[32, 64], depths=[1, 1], num_groups=8, num_labels=10)
+
+
+def _pruned_bit(tmp_path):
+    model = isodeploy.create_model("hf:bit", weights="random", **TINY_BIT)
+    x = isodeploy.example_inputs(model)
+    result = isodeploy.prune(model, x, ratio=0.3, round_to=8)
+    isodeploy.save(result, tmp_path / "p")
+    return result, x
+
+
+def test_hf_bit_bakes_its_weight_standardisation_and_reloads_in_a_fresh_process(tmp_path):
+    """BiT's WeightStandardizedConv2d has no gain: with the standardisation baked its fan-in is cut too
+    (97 % of MACs stayed before), the spec notes it, and a fresh process rebuilds the baked classes."""
+    result, x = _pruned_bit(tmp_path)
+    assert not result.spec["frozen_classes"], result.spec["frozen_classes"]
+    assert result.plan.macs_after < 0.75 * result.plan.macs_before
+    baked = [m["module"] for m in result.spec["modules"] if m.get("notes", {}).get("standardisation") == "baked"]
+    assert baked
+    torch.save(x, tmp_path / "x.pt")
+    with torch.no_grad():
+        expected = result.model(x)
+    code = (f"import torch, isodeploy\nm = isodeploy.load({str(tmp_path / 'p')!r})\nx = torch.load({str(tmp_path / 'x.pt')!r})\n"
+            f"assert type(m.get_submodule({baked[0]!r})).__name__ == 'BakedWeightStandardizedConv2d'\n"
+            f"torch.save(m(x).detach(), {str(tmp_path / 'y.pt')!r})\n")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert torch.allclose(torch.load(tmp_path / "y.pt"), expected, atol=1e-5)
+    isodeploy.export_onnx(result.model, tmp_path / "m.onnx")
+    assert isodeploy.verify(tmp_path / "m.onnx", reference=result.model, samples=4).passed
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (lambda entry, other: entry.update(notes={"standardisation": "raw"}), "not 'baked'"),
+    (lambda entry, other: other.update(notes={"standardisation": "baked"}), "which has none to bake"),
+])
+def test_an_edited_bake_note_is_refused(tmp_path, capsys, edit, needle):
+    _pruned_bit(tmp_path)
+    path = tmp_path / "p" / "isodeploy.json"
+    spec = json.loads(path.read_text())
+    entry = next(m for m in spec["modules"] if m.get("notes", {}).get("standardisation") == "baked")
+    other = next(m for m in spec["modules"] if "norm" in m["module"])  # a GroupNorm: nothing to bake
+    edit(entry, other)
+    path.write_text(json.dumps(spec))
+    assert main(["export", str(tmp_path / "p"), "-o", str(tmp_path / "x.onnx")]) == 2
+    assert needle in capsys.readouterr().err and not (tmp_path / "x.onnx").exists()
+
+
+def test_a_model_whose_source_a_reload_would_refuse_is_not_saved(tmp_path):
+    """A config field outside the file allow-list made a folder that load then refused: save says so first."""
+    model = _tiny(layer_norm_eps=1e-5)
+    result = isodeploy.prune(model, isodeploy.example_inputs(model), ratio=0.2)
+    with pytest.raises(IsodeployError, match="cannot save: .*'layer_norm_eps' may not come from a file"):
+        isodeploy.save(result, tmp_path / "p")
+    assert not (tmp_path / "p" / "isodeploy.json").exists()

@@ -118,28 +118,34 @@ def one_head_width_for_query_key_and_value(prop: Propagation, path: str, module:
         _freeze_all(prop, [info.head_dim, info.value_dim], f"attention at {path}: one head width for query and value ({exc})")
 
 
-#: module types whose fix-up compensates a pruned fan-in of their standardised weight
-#: (:func:`isodeploy.pruning.fixups` ``scaled_std_conv``); any other weight standardisation keeps its fan-in
-RESTANDARDISED: set[type] = set()
+#: weight-standardised module types (``module.qualname`` anywhere in the MRO) whose pruned fan-in a
+#: fix-up handles, and how (:mod:`isodeploy.pruning.standardised`): "gain" folds the variance change
+#: into the type's gain (timm's ScaledStdConv2d), "bake" replaces the forward by a plain conv over the
+#: dense standardised weight (types without a gain). Names, not types: transformers stays unimported.
+RESTANDARDISED: dict[str, str] = {
+    "timm.layers.std_conv.ScaledStdConv2d": "gain",
+    "timm.layers.std_conv.ScaledStdConv2dSame": "gain",
+    "timm.layers.std_conv.StdConv2d": "bake",
+    "timm.layers.std_conv.StdConv2dSame": "bake",
+    "transformers.models.bit.modeling_bit.WeightStandardizedConv2d": "bake",
+}
+
+
+def restandardisation(module: nn.Module) -> str | None:
+    """How a pruned fan-in of this module's standardised weight is handled ("gain", "bake"), or None."""
+    for klass in type(module).__mro__:
+        how = RESTANDARDISED.get(f"{klass.__module__}.{klass.__qualname__}")
+        if how:
+            return how
+    return None
 
 
 @register_constraint(nn.Module)
 def standardised_fan_in(prop: Propagation, path: str, module: nn.Module) -> None:
     """A weight standardised in forward (``F.batch_norm(self.weight.reshape(1, out, -1), training=True)``)
     is normalised over its fan-in: removing input channels re-centres and re-scales every kept weight.
-    Output channels are exact (one row each); the fan-in is frozen unless the type is in RESTANDARDISED."""
+    Output channels are exact (one row each); the fan-in is frozen unless RESTANDARDISED names the type."""
     dims = prop.standardised.get(path)
-    if dims and not isinstance(module, tuple(RESTANDARDISED)):
+    if dims and restandardisation(module) is None:
         _freeze_all(prop, dims, f"fan-in of the weight standardised in forward at {path or 'the model'} "
                                 f"({type(module).__name__}): pruning it re-standardises every kept weight and no fix-up compensates")
-
-
-def _register_timm() -> None:
-    try:
-        from timm.layers.std_conv import ScaledStdConv2d, ScaledStdConv2dSame
-    except ImportError:  # timm is optional for the grouper
-        return
-    RESTANDARDISED.update({ScaledStdConv2d, ScaledStdConv2dSame})
-
-
-_register_timm()

@@ -16,6 +16,7 @@ from torch import nn
 
 from isodeploy.graph.analysis import Grouping
 from isodeploy.pruning.fixups import FixupContext, ModuleChange, fix_modules, register_fixup
+from isodeploy.pruning import standardised as _standardised  # noqa: F401  (registers the standardised-conv fix-up)
 
 
 def _set_tensor(model: nn.Module, name: str, value: torch.Tensor) -> None:

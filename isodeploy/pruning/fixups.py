@@ -218,7 +218,6 @@ def _register_timm() -> None:
     except ImportError:
         return
     from timm.layers.mixed_conv2d import MixedConv2d
-    from timm.layers.std_conv import ScaledStdConv2d, ScaledStdConv2dSame
 
     @register_fixup(MixedConv2d)
     def mixed_conv_splits(module: MixedConv2d, ctx: FixupContext) -> None:
@@ -228,32 +227,6 @@ def _register_timm() -> None:
         ctx.set(module, "splits", [int(c.in_channels) for c in convs])
         ctx.set(module, "in_channels", sum(int(c.in_channels) for c in convs))
         ctx.set(module, "out_channels", sum(int(c.out_channels) for c in convs))
-
-    @register_fixup(ScaledStdConv2d)
-    @register_fixup(ScaledStdConv2dSame)
-    def scaled_std_conv(module: nn.Conv2d, ctx: FixupContext) -> None:
-        """The weight is standardised per output channel over its fan-in in every forward. Removing output
-        channels is exact; removing input channels changes each kept filter's variance and mean. The gain
-        takes the variance change (× sqrt((var'+eps)/(var+eps))), so every kept filter is the dense
-        standardised filter on the kept inputs minus its mean there: exact in scale, re-centred (a
-        standardised weight has zero mean by construction). ``scale`` keeps the dense fan-in's value."""
-        name = f"{ctx.path}.weight" if ctx.path else "weight"
-        dense = ctx.before.get(name)
-        if dense is None or tuple(dense.shape[1:]) == tuple(module.weight.shape[1:]):
-            return
-        rows_tree = ctx.grouping.trees.get((name, 0))
-        rows = rows_tree.kept_indices(ctx.keep_by_atom) if rows_tree is not None else list(range(dense.shape[0]))
-        with torch.no_grad():
-            flat_dense = dense.detach().reshape(dense.shape[0], -1)[rows].double()
-            flat_kept = module.weight.detach().reshape(module.weight.shape[0], -1).double()
-            var_dense, var_kept = flat_dense.var(dim=1, unbiased=False), flat_kept.var(dim=1, unbiased=False)
-            factor = ((var_kept + module.eps) / (var_dense + module.eps)).sqrt()  # L2-optimal: the mean part is orthogonal
-            module.gain.mul_(factor.view(-1, 1, 1, 1).to(module.gain.dtype))
-            # the one inexactness: |offset| / |dense filter on the kept inputs|, per filter
-            shift = (flat_kept.mean(dim=1) - flat_dense.mean(dim=1)).abs()
-            recentring = shift / (var_kept + shift ** 2).sqrt().clamp_min(1e-30)
-        ctx.change.notes["gain_rescaled_for_fan_in"] = round(module.weight[0].numel() / dense[0].numel(), 6)
-        ctx.change.notes["max_filter_recentring"] = round(float(recentring.max()), 6)
 
     @register_fixup(Scale)
     def metaformer_scale(module: Scale, ctx: FixupContext) -> None:

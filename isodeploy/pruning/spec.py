@@ -19,6 +19,7 @@ from torch import nn
 from isodeploy.core.version import __version__
 from isodeploy.core.errors import IsodeployError
 from isodeploy.core.hashing import sha256_file
+from isodeploy.pruning.standardised import restore_baked
 
 SCHEMA_VERSION = 2
 SPEC_FILE = "isodeploy.json"
@@ -74,6 +75,11 @@ def write_folder(folder: Path, model: nn.Module, spec: dict[str, Any], force: bo
     from isodeploy.core.artifacts import legacy_entries
     from isodeploy.core.output_folder import open_output_folder
 
+    try:  # a folder whose spec load would refuse is never written
+        source_label(spec)
+    except IsodeployError as exc:
+        raise IsodeployError(f"cannot save: a reload could not rebuild the source model ({exc}); "
+                             "create it with recordable arguments only") from None
     source = str(spec.get("source", {}).get("weights", ""))
     input_folder = Path(source[len("folder:"):]) if source.startswith("folder:") else None
     with open_output_folder(folder, adopt=legacy_entries, input_folder=input_folder, known_names=(WEIGHTS_FILE, SPEC_FILE)) as out:
@@ -228,6 +234,7 @@ def rebuild(spec: dict[str, Any], state: dict[str, torch.Tensor], model: nn.Modu
         state[alias] = state[first]
     _resize_like(model, state)
     _set_attrs(model, spec.get("modules", []))
+    restore_baked(model, spec.get("modules", []))
     own = model.state_dict()
     non_persistent = {name for name, _ in model.named_buffers() if name not in own}
     with torch.no_grad():

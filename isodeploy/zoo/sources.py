@@ -45,7 +45,7 @@ ALLOWED_KWARGS: dict[str, dict[str, tuple[type, ...]]] = {
         "num_hidden_layers": _SIZE, "num_attention_heads": _SIZE, "intermediate_size": _SIZE, "hidden_sizes": (list,),
         "depths": (list,), "embed_dim": _SIZE, "num_heads": (list,), "mlp_ratio": _NUM, "window_size": _SIZE,
         "qkv_bias": (bool,), "drop_path_rate": _NUM, "hidden_dropout_prob": _NUM, "attention_probs_dropout_prob": _NUM,
-        "num_stages": _SIZE, "embedding_size": _SIZE,
+        "num_stages": _SIZE, "embedding_size": _SIZE, "num_groups": _SIZE,
     },
 }
 
