@@ -16,7 +16,8 @@ from isodeploy.latency.budget import LatencyBudget, parse_latency_budget
 from isodeploy.latency.measure import Paired
 from isodeploy.latency.prune import prune_to_latency
 from isodeploy.latency.settings import LatencySettings
-from isodeploy.latency.solver import Option, solve
+from isodeploy.latency.solver import Option, class_options, solve
+from isodeploy.latency.table import ClassTable, Step
 from isodeploy.pruning.plan import PruneConfig
 
 STEP = 64  # the synthetic runtime's tile: latency drops only when a width crosses a multiple of 64
@@ -226,3 +227,21 @@ def test_another_max_group_ratio_does_not_reuse_the_table(tmp_path, monkeypatch)
     prune_to_latency(_mlp(), torch.randn(2, 32), PruneConfig(), settings())
     other = prune_to_latency(_mlp(), torch.randn(2, 32), PruneConfig(max_group_ratio=0.5), settings())
     assert not other.spec["latency"]["table"]["reused"] and len(list((tmp_path / "latency").glob("*.json"))) == 2
+
+
+def test_a_step_faster_than_a_wider_one_only_within_the_noise_is_no_option():
+    """Staircase dominance: the 40-wide step saves 0.102, the 48-wide one 0.100, and the table's noise is
+    0.01 — the narrower step buys nothing measurable for 8 more channels. It must be no option, and the
+    next real drop (to 32) must interpolate from 40, not from 48; a budget needing 0.101 then takes a
+    width inside that drop instead of the spurious step."""
+    steps = [Step(keep=w / 64, width=w, ratio=1 - saved, ci_low=1 - saved - 0.01, ci_high=1 - saved + 0.01,
+                  macs=int(1000 * (1 - saved)), params=w) for w, saved in ((48, 0.100), (40, 0.102), (32, 0.200))]
+    ct = ClassTable(class_id=1, kind="hidden", signature="s", width=64, groups=1, steps=steps)
+    options = class_options(ct, 1000, lambda keep: (1.0 - keep, round(keep * 64)), noise=0.01)
+    widths = {o.width: o for o in options}
+    assert 40 not in widths and {64, 48, 32} <= set(widths)
+    inside = [o for o in options if 32 < o.width < 48]
+    assert inside and all(o.width < 40 for o in inside)  # the drop starts at 40
+    chosen = solve({1: options}, 0.101)
+    assert chosen is not None and 32 < chosen[1].width < 40
+    assert chosen[1].saved >= 0.101
