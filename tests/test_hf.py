@@ -176,3 +176,18 @@ def test_a_model_whose_source_a_reload_would_refuse_is_not_saved(tmp_path):
     with pytest.raises(IsodeployError, match="cannot save: .*'layer_norm_eps' may not come from a file"):
         isodeploy.save(result, tmp_path / "p")
     assert not (tmp_path / "p" / "isodeploy.json").exists()
+
+
+def test_hf_pvt_ties_its_sequence_reduction_and_patch_embeddings(tmp_path):
+    """PVT reshapes the sequence reduction's output with the input's width and checks each stage's input
+    channels against ``patch_embeddings.num_channels``: both follow the pruned width (it froze the embedding
+    and hidden classes before, 47 % of MACs kept), and the folder reloads."""
+    model = isodeploy.create_model("hf:pvt", weights="random", image_size=64, depths=[1, 1, 1, 1], num_labels=10)
+    x = isodeploy.example_inputs(model)
+    result = isodeploy.prune(model, x, ratio=0.3)
+    assert not result.frozen, [f.reason for f in result.frozen]
+    assert result.plan.macs_after < 0.5 * result.plan.macs_before
+    assert any("num_channels" in m["attrs"] for m in result.spec["modules"] if m["module"].endswith("patch_embeddings.1"))
+    isodeploy.save(result, tmp_path / "p")
+    with torch.no_grad():
+        assert torch.allclose(isodeploy.load(tmp_path / "p")(x), result.model(x), atol=1e-5)

@@ -18,6 +18,7 @@ from isodeploy.graph.atoms import AlignmentError
 from isodeploy.graph.propagate import Propagation
 
 Constraint = Callable[[Propagation, str, nn.Module], None]
+_CONVS = (torch.ops.aten.conv2d, torch.ops.aten.convolution)
 CONSTRAINTS: dict[type, list[Constraint]] = {}
 
 
@@ -99,7 +100,32 @@ def attention_input_is_heads_times_head_dim(prop: Propagation, path: str) -> Non
             prop.atoms.unify(width[-1], info.heads + info.head_dim)
         except AlignmentError as exc:
             _freeze_all(prop, [width[-1], info.heads, info.head_dim], f"attention at {path}: width ≠ heads × head_dim ({exc})")
+            return
+        keys_reduced_at_input_width(prop, path, width[-1])
         return
+
+
+def keys_reduced_at_input_width(prop: Propagation, path: str, width: list[int]) -> None:
+    """The same code reads the input width ``C`` for a spatial reduction of the keys too (PVT, PVT-v2,
+    Twins, SegFormer: ``self.sr(x.reshape(B, C, H, W)).reshape(B, C, -1)``): a conv inside the module
+    that maps the input width to as many channels must keep that width."""
+    prefix = f"{path}." if path else ""
+    roots = sorted(prop.atoms.find(a) for a in width)
+    for node in prop.traced.graph.nodes:
+        if node.op != "call_function" or getattr(node.target, "overloadpacket", None) not in _CONVS:
+            continue
+        module = prop.traced.module_of(node)
+        if module != path and not module.startswith(prefix):
+            continue
+        x, out = prop.dims_of(node.args[0]), prop.dims_of(node)
+        if not x or not out or len(x) < 2 or len(out) < 2 or sorted(prop.atoms.find(a) for a in x[1]) != roots:
+            continue
+        if prop.atoms.tree(out[1]).size != prop.atoms.tree(x[1]).size:
+            continue
+        try:
+            prop.atoms.unify(out[1], x[1])
+        except AlignmentError as exc:
+            _freeze_all(prop, [out[1], x[1]], f"attention at {path}: key reduction ≠ input width ({exc})")
 
 
 @register_constraint(nn.Module)

@@ -179,6 +179,16 @@ def attention_widths(module: nn.Module, ctx: FixupContext) -> None:
         ctx.set(module, "scale", head_dim ** -0.5)
 
 
+@register_fixup(nn.Module)
+def patch_embedding_channels(module: nn.Module, ctx: FixupContext) -> None:
+    """transformers' patch embeddings check the input's channels against ``self.num_channels`` (PVT's later
+    stages embed the previous stage's output, whose width is pruned): it follows the projection's input."""
+    projection = getattr(module, "projection", None)
+    channels = getattr(module, "num_channels", None)
+    if isinstance(projection, nn.modules.conv._ConvNd) and isinstance(channels, int) and not isinstance(channels, bool):
+        ctx.set(module, "num_channels", projection.in_channels)
+
+
 @register_fixup(nn.MultiheadAttention)
 def multihead_attention(module: nn.MultiheadAttention, ctx: FixupContext) -> None:
     """``nn.MultiheadAttention`` derives head_dim = embed_dim // num_heads from its *input* width."""

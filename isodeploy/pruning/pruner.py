@@ -211,8 +211,11 @@ def _attention_to_tie(model: nn.Module, grouping: Grouping, frozen: list[FrozenC
     attention = grouping.prop.attention
     blamed = set()
     for f in frozen:
-        if f.kind in ("embedding", "heads", "head_dim") and f.module in attention:
-            blamed.add(type(model.get_submodule(f.module)) if f.module else type(model))
+        # the attention module itself, or the nearest one around the blamed module (SegFormer's sequence_reduction)
+        inside = [p for p in attention if p == f.module or (p and f.module.startswith(p + "."))]
+        if f.kind in ("embedding", "heads", "head_dim", "hidden") and inside:
+            owner = max(inside, key=len)
+            blamed.add(type(model.get_submodule(owner)) if owner else type(model))
     return {p for p in attention if p and type(model.get_submodule(p)) in blamed}
 
 
