@@ -150,3 +150,15 @@ def test_pvt_v2_keeps_its_key_reduction_at_the_input_width(tmp_path):
     assert result.spec["tied_attention"]
     isodeploy.export_onnx(result.model, tmp_path / "m.onnx")
     assert isodeploy.verify(tmp_path / "m.onnx", reference=result.model, samples=4).passed
+
+
+def test_an_attribute_that_is_not_the_traced_head_count_is_left_alone():
+    """timm's HaloAttn: the trace's heads dim is twice ``num_heads`` (its reshapes fold blocks into it), and
+    the fix-up overwrote ``num_heads`` with that size even with every class dense, so the unpruned model
+    failed the self-check. An attribute now follows an atom only where it holds that atom's dense size."""
+    model = isodeploy.create_model("halonet26t", weights="random")
+    result = isodeploy.prune(model, isodeploy.example_inputs(model), ratio=0.3)
+    assert not result.frozen and result.plan.macs_after < 0.7 * result.plan.macs_before
+    dense_heads = {n: m.num_heads for n, m in model.named_modules() if type(m).__name__ == "HaloAttn"}
+    pruned_heads = {n: m.num_heads for n, m in result.model.named_modules() if type(m).__name__ == "HaloAttn"}
+    assert dense_heads and all(pruned_heads[n] <= h for n, h in dense_heads.items())

@@ -164,15 +164,21 @@ def attention_widths(module: nn.Module, ctx: FixupContext) -> None:
         return
     heads, head_dim = ctx.new_size(info.heads), ctx.new_size(info.head_dim)
     value_dim = ctx.new_size(info.value_dim) if info.value_dim else head_dim
-    old_head_dim = ctx.old_size(info.head_dim)
-    for attr, value in (("num_heads", heads), ("head_dim", head_dim), ("key_dim", head_dim), ("val_dim", value_dim),
-                        ("attn_dim", heads * value_dim), ("key_attn_dim", heads * head_dim),
-                        ("val_attn_dim", heads * value_dim), ("dh", heads * value_dim),
-                        # Hugging Face transformers (4.x: attention_head_size/all_head_size; 5.x: head_dim); their
-                        # ``scaling`` is passed to the kernel explicitly, so it keeps the dense model's value
-                        ("num_attention_heads", heads), ("attention_head_size", head_dim), ("all_head_size", heads * head_dim)):
+    old_heads, old_head_dim = ctx.old_size(info.heads), ctx.old_size(info.head_dim)
+    old_value_dim = ctx.old_size(info.value_dim) if info.value_dim else old_head_dim
+    for attr, dense, value in (
+            ("num_heads", old_heads, heads), ("head_dim", old_head_dim, head_dim), ("key_dim", old_head_dim, head_dim),
+            ("val_dim", old_value_dim, value_dim), ("attn_dim", old_heads * old_value_dim, heads * value_dim),
+            ("key_attn_dim", old_heads * old_head_dim, heads * head_dim),
+            ("val_attn_dim", old_heads * old_value_dim, heads * value_dim), ("dh", old_heads * old_value_dim, heads * value_dim),
+            # Hugging Face transformers (4.x: attention_head_size/all_head_size; 5.x: head_dim); their
+            # ``scaling`` is passed to the kernel explicitly, so it keeps the dense model's value
+            ("num_attention_heads", old_heads, heads), ("attention_head_size", old_head_dim, head_dim),
+            ("all_head_size", old_heads * old_head_dim, heads * head_dim)):
         old = getattr(module, attr, None)
-        if isinstance(old, int) and not isinstance(old, bool):
+        # An attribute follows an atom only where it holds that atom's dense size: one that holds another
+        # number is not what the trace calls heads/head dims (timm's HaloAttn: heads traced × 2), so it stays.
+        if isinstance(old, int) and not isinstance(old, bool) and old == dense:
             ctx.set(module, attr, value)
     scale = getattr(module, "scale", None)
     if isinstance(scale, float) and math.isclose(scale, old_head_dim ** -0.5, rel_tol=1e-6):
