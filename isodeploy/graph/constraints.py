@@ -9,10 +9,10 @@ Users add their own with :func:`register_constraint` (see ``docs/grouper.md``).
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
-from torch import nn
+from torch import fx, nn
 
 from isodeploy.graph.atoms import AlignmentError
 from isodeploy.graph.propagate import Propagation
@@ -78,6 +78,17 @@ def multihead_attention(prop: Propagation, path: str, module: nn.MultiheadAttent
                     f"nn.MultiheadAttention at {path or 'the model'}: width ≠ heads × head_dim ({exc})")
 
 
+def _calls_inside(prop: Propagation, path: str, ops: tuple) -> Iterator[fx.Node]:
+    """The traced calls of ``ops`` made inside the module at ``path`` (or one of its children), in order."""
+    prefix = f"{path}." if path else ""
+    for node in prop.traced.graph.nodes:
+        if node.op != "call_function" or getattr(node.target, "overloadpacket", None) not in ops:
+            continue
+        module = prop.traced.module_of(node)
+        if module == path or module.startswith(prefix):
+            yield node
+
+
 def attention_input_is_heads_times_head_dim(prop: Propagation, path: str) -> None:
     """For attention code that derives its head width from its input (``qkv.reshape(B, N, 3,
     self.num_heads, C // self.num_heads)`` with ``C = x.shape[-1]``, as in CaiT, XCiT, PVT, Twins…):
@@ -86,13 +97,7 @@ def attention_input_is_heads_times_head_dim(prop: Propagation, path: str) -> Non
     info = prop.attention.get(path)
     if info is None:
         return
-    prefix = f"{path}." if path else ""
-    for node in prop.traced.graph.nodes:
-        if node.op != "call_function" or getattr(node.target, "overloadpacket", None) is not torch.ops.aten.linear:
-            continue
-        module = prop.traced.module_of(node)
-        if module != path and not module.startswith(prefix):
-            continue
+    for node in _calls_inside(prop, path, (torch.ops.aten.linear,)):
         width = prop.dims_of(node.args[0])
         if not width:
             return
@@ -109,14 +114,8 @@ def keys_reduced_at_input_width(prop: Propagation, path: str, width: list[int]) 
     """The same code reads the input width ``C`` for a spatial reduction of the keys too (PVT, PVT-v2,
     Twins, SegFormer: ``self.sr(x.reshape(B, C, H, W)).reshape(B, C, -1)``): a conv inside the module
     that maps the input width to as many channels must keep that width."""
-    prefix = f"{path}." if path else ""
     roots = sorted(prop.atoms.find(a) for a in width)
-    for node in prop.traced.graph.nodes:
-        if node.op != "call_function" or getattr(node.target, "overloadpacket", None) not in _CONVS:
-            continue
-        module = prop.traced.module_of(node)
-        if module != path and not module.startswith(prefix):
-            continue
+    for node in _calls_inside(prop, path, _CONVS):
         x, out = prop.dims_of(node.args[0]), prop.dims_of(node)
         if not x or not out or len(x) < 2 or len(out) < 2 or sorted(prop.atoms.find(a) for a in x[1]) != roots:
             continue

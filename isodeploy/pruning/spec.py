@@ -191,7 +191,7 @@ def _resize_like(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
 
 def _set_attrs(model: nn.Module, modules: list[dict[str, Any]]) -> None:
     """Restore what the fix-ups changed: only their attributes, with their types, agreeing with the
-    resized tensors (isodeploy.pruning.restore says why)."""
+    resized tensors (isodeploy.pruning.restore says why), and the baked standardisations they noted."""
     from isodeploy.core.artifacts import check_restorable_attr
     from isodeploy.pruning.restore import check_consistent, checked_value
 
@@ -207,6 +207,7 @@ def _set_attrs(model: nn.Module, modules: list[dict[str, Any]]) -> None:
             setattr(module, attr, checked_value(module, attr, value, entry["module"]))
         if attrs:
             check_consistent(module, entry["module"], set(attrs))
+        restore_baked(module, entry["module"], entry.get("notes"))
 
 
 def rebuild(spec: dict[str, Any], state: dict[str, torch.Tensor], model: nn.Module | None = None,
@@ -234,7 +235,6 @@ def rebuild(spec: dict[str, Any], state: dict[str, torch.Tensor], model: nn.Modu
         state[alias] = state[first]
     _resize_like(model, state)
     _set_attrs(model, spec.get("modules", []))
-    restore_baked(model, spec.get("modules", []))
     own = model.state_dict()
     non_persistent = {name for name, _ in model.named_buffers() if name not in own}
     with torch.no_grad():

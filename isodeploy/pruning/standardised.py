@@ -103,19 +103,11 @@ def standardised_fan_in(module: nn.Conv2d, ctx: FixupContext) -> None:
     ctx.change.notes["max_filter_recentring"] = round(float(recentring.max()), 6)
 
 
-def restore_baked(model: nn.Module, modules: list[dict]) -> None:
-    """On reload: re-create the baked classes a spec's module entries note (before the weights load)."""
-    for entry in modules:
-        notes = entry.get("notes") or {}
-        if not isinstance(notes, dict) or BAKED_NOTE not in notes:
-            continue
-        path = entry["module"]
-        if notes[BAKED_NOTE] != "baked":
-            raise IsodeployError(f"the spec's note {BAKED_NOTE!r} of '{path}' is {str(notes[BAKED_NOTE])[:30]!r}, not 'baked'; "
-                                 "the spec was edited: re-run 'isodeploy prune'")
-        try:
-            module = model.get_submodule(path) if path else model
-        except AttributeError:
-            raise IsodeployError(f"the spec names module '{path}', which the rebuilt model lacks; "
-                                 "the source model changed, or the spec was edited") from None
-        bake(module, path)
+def restore_baked(module: nn.Module, path: str, notes: object) -> None:
+    """On reload: re-create the baked class a spec's module entry notes (before the weights load)."""
+    if not isinstance(notes, dict) or BAKED_NOTE not in notes:
+        return
+    if notes[BAKED_NOTE] != "baked":
+        raise IsodeployError(f"the spec's note {BAKED_NOTE!r} of '{path}' is {str(notes[BAKED_NOTE])[:30]!r}, not 'baked'; "
+                             "the spec was edited: re-run 'isodeploy prune'")
+    bake(module, path)
